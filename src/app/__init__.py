@@ -1,0 +1,1 @@
+"""Momentum: challenges, check-ins, reputation and an AI coach."""

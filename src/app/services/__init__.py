@@ -1,0 +1,1 @@
+"""Services own the logic and the clients (SQL, cache, LLM); routes only call them."""
