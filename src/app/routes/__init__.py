@@ -1,0 +1,1 @@
+"""Thin controllers: validate, call one service, render."""

@@ -1,0 +1,94 @@
+"""Every failure becomes a clear response: JSON for the API, a page (or partial) for HTML."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import structlog
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, NotAuthorizedException
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from app.services.errors import DomainError
+
+log = structlog.get_logger("app.errors")
+RETRY_AFTER_SECONDS = "2"
+
+
+def _wants_json(request: Request[Any, Any, Any]) -> bool:
+    return request.url.path.startswith(("/api/", "/schema")) or (
+        "html" not in request.headers.get("accept", "") and not request.headers.get("hx-request")
+    )
+
+
+def _error(
+    request: Request[Any, Any, Any], status: int, detail: str, headers: dict[str, str] | None = None
+) -> Response[Any]:
+    if _wants_json(request):
+        return Response(
+            {"status_code": status, "detail": detail},
+            status_code=status,
+            media_type=MediaType.JSON,
+            headers=headers,
+        )
+    template = "partials/error.html" if request.headers.get("hx-request") else "pages/error.html"
+    return Template(
+        template,
+        context={"status_code": status, "detail": detail},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
+    return _error(request, exc.status_code, exc.message)
+
+
+def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if isinstance(exc, NotAuthorizedException) and not _wants_json(request):
+        target = f"/login?next={quote(request.url.path)}"
+        if request.headers.get("hx-request"):
+            return Response(b"", status_code=401, headers={"HX-Redirect": target})
+        return Redirect(target)
+    detail = exc.detail
+    extra = getattr(exc, "extra", None)
+    if exc.status_code == 400 and isinstance(extra, list) and extra:
+        problems = "; ".join(
+            f"{e.get('key') or 'body'}: {e.get('message')}" for e in extra if isinstance(e, dict)
+        )
+        detail = f"{detail} ({problems})" if problems else detail
+    return _error(request, exc.status_code, detail, dict(exc.headers or {}))
+
+
+def database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Pool exhausted or database unreachable: a clean 503 the client may retry."""
+    log.warning("database_unavailable", error=type(exc).__name__, path=request.url.path)
+    return _error(
+        request,
+        HTTP_503_SERVICE_UNAVAILABLE,
+        "The service is busy right now. Please try again in a moment.",
+        {"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if isinstance(exc, OperationalError | DBAPIError) and _is_connection_error(exc):
+        return database_unavailable(request, exc)
+    log.exception("unhandled_error", path=request.url.path)
+    return _error(request, HTTP_500_INTERNAL_SERVER_ERROR, "Something went wrong on our side.")
+
+
+def _is_connection_error(exc: DBAPIError) -> bool:
+    return bool(exc.connection_invalidated) or "connect" in str(exc.orig).lower()
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    DomainError: domain_error,
+    HTTPException: http_error,
+    PoolTimeoutError: database_unavailable,
+    HTTP_500_INTERNAL_SERVER_ERROR: internal_error,
+}

@@ -1,0 +1,109 @@
+"""Accounts: sign-up, password checks (argon2, off the event loop) and the member profile."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from functools import lru_cache
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import User
+from app.services.errors import ConflictError, InvalidInputError, NotFoundError
+from app.services.views import Me, Viewer
+
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,}$")
+MIN_PASSWORD = 8
+MAX_PASSWORD = 256
+
+
+@lru_cache(maxsize=1)
+def hasher() -> PasswordHasher:
+    return PasswordHasher()
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def validate_sign_up(email: str, password: str, display_name: str) -> dict[str, str]:
+    """Field -> message for every problem; empty when the form is fine."""
+    problems: dict[str, str] = {}
+    if not EMAIL_RE.match(normalize_email(email)):
+        problems["email"] = "Enter a valid email address, like you@example.com."
+    if len(password) < MIN_PASSWORD:
+        problems["password"] = f"Use at least {MIN_PASSWORD} characters for your password."
+    elif len(password) > MAX_PASSWORD:
+        problems["password"] = f"Use at most {MAX_PASSWORD} characters for your password."
+    name = display_name.strip()
+    if not 2 <= len(name) <= 60:
+        problems["display_name"] = "Your display name needs 2 to 60 characters."
+    return problems
+
+
+async def hash_password(password: str) -> str:
+    return await asyncio.to_thread(hasher().hash, password)
+
+
+async def password_matches(password_hash: str, password: str) -> bool:
+    def verify() -> bool:
+        try:
+            return hasher().verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    return await asyncio.to_thread(verify)
+
+
+class AccountService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def sign_up(self, email: str, password: str, display_name: str) -> Viewer:
+        problems = validate_sign_up(email, password, display_name)
+        if problems:
+            raise InvalidInputError(" ".join(problems.values()))
+        user = User(
+            email=normalize_email(email),
+            password_hash=await hash_password(password),
+            display_name=display_name.strip(),
+        )
+        self.session.add(user)
+        try:
+            await self.session.commit()
+        except IntegrityError:
+            await self.session.rollback()
+            raise ConflictError("An account with this email already exists.") from None
+        return Viewer(id=user.id, display_name=user.display_name)
+
+    async def authenticate(self, email: str, password: str) -> Viewer | None:
+        """The member these credentials belong to, or None (same cost either way)."""
+        user = await self.session.scalar(
+            select(User).where(User.email == normalize_email(email)[:254])
+        )
+        if user is None:
+            await password_matches(_dummy_hash(), password)  # even out timing
+            return None
+        if not await password_matches(user.password_hash, password[:MAX_PASSWORD]):
+            return None
+        return Viewer(id=user.id, display_name=user.display_name)
+
+    async def me(self, user_id: int) -> Me:
+        user = await self.session.get(User, user_id)
+        if user is None:
+            raise NotFoundError("Your account no longer exists.")
+        return Me(
+            id=user.id, email=user.email, display_name=user.display_name, reputation=user.reputation
+        )
+
+    async def count(self) -> int:
+        return await self.session.scalar(select(func.count()).select_from(User)) or 0
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    return hasher().hash("momentum-timing-equalizer")

@@ -1,0 +1,110 @@
+"""Reputation: a ledger of awards; totals live on users.reputation, ranks are derived.
+
+Any award can move every rank, so leaderboards and per-user reputation share one cache
+group that each award bumps: a read never shows a rank older than a completed write."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import ReputationEvent, User
+from app.services import cache_keys as ck
+from app.services.cache import CacheService
+from app.services.errors import NotFoundError
+from app.services.views import Leaderboard, LeaderboardEntry, Reputation, ReputationEntry
+
+LEADERBOARD_TTL = 30
+HISTORY_LIMIT = 50
+
+
+class ReputationService:
+    def __init__(self, session: AsyncSession, cache: CacheService) -> None:
+        self.session = session
+        self.cache = cache
+
+    async def award(
+        self, user_id: int, points: int, reason: str, ref_type: str, ref_id: int
+    ) -> None:
+        """Add a ledger row and move the running total, inside the caller's transaction.
+        The caller commits, then calls `invalidate_for`."""
+        self.session.add(
+            ReputationEvent(
+                user_id=user_id, points=points, reason=reason, ref_type=ref_type, ref_id=ref_id
+            )
+        )
+        await self.session.execute(
+            update(User).where(User.id == user_id).values(reputation=User.reputation + points)
+        )
+
+    async def invalidate_for(self, user_id: int) -> None:
+        """After an award commits: ranks may have moved for everyone."""
+        await self.cache.invalidate_group(ck.LEADERBOARD)
+
+    async def leaderboard(self, limit: int = 10) -> Leaderboard:
+        async def load() -> Leaderboard:
+            rows = await self.session.execute(
+                select(User.id, User.display_name, User.reputation)
+                .order_by(User.reputation.desc(), User.id)
+                .limit(limit)
+            )
+            items: list[LeaderboardEntry] = []
+            for position, (uid, name, points) in enumerate(rows, start=1):
+                tied = items and items[-1].points == points
+                rank = items[-1].rank if tied else position
+                items.append(
+                    LeaderboardEntry(user_id=uid, display_name=name, points=points, rank=rank)
+                )
+            return Leaderboard(items=items)
+
+        return await self.cache.get_or_load(
+            ck.leaderboard(limit),
+            load,
+            type_=Leaderboard,
+            ttl=LEADERBOARD_TTL,
+            group=ck.LEADERBOARD,
+        )
+
+    async def for_user(self, user_id: int) -> Reputation:
+        async def load() -> Reputation | None:
+            user = await self.session.get(User, user_id)
+            if user is None:
+                return None
+            higher = await self.session.scalar(
+                select(func.count()).select_from(User).where(User.reputation > user.reputation)
+            )
+            events = await self.session.scalars(
+                select(ReputationEvent)
+                .where(ReputationEvent.user_id == user_id)
+                .order_by(ReputationEvent.created_at.desc(), ReputationEvent.id.desc())
+                .limit(HISTORY_LIMIT)
+            )
+            return Reputation(
+                user_id=user.id,
+                display_name=user.display_name,
+                points=user.reputation,
+                rank=(higher or 0) + 1,
+                history=[
+                    ReputationEntry(
+                        points=e.points,
+                        reason=e.reason,
+                        ref_type=e.ref_type,
+                        ref_id=e.ref_id,
+                        created_at=e.created_at,
+                    )
+                    for e in events
+                ],
+            )
+
+        result = await self.cache.get_or_load(
+            ck.reputation(user_id),
+            load,
+            type_=cast("type[Reputation | None]", Reputation | None),
+            ttl=LEADERBOARD_TTL,
+            group=ck.LEADERBOARD,
+        )
+        if result is None:
+            raise NotFoundError(f"User {user_id} does not exist.")
+        return result

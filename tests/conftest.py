@@ -1,0 +1,149 @@
+"""Shared fixtures: one migrated + seeded database per backend (SQLite and the real
+PostgreSQL on 127.0.0.1:5432), an app per backend, and clients for visitors and members."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
+os.environ.setdefault("APP_ENV", "test")
+
+from app.asgi import create_app
+from app.db.migrate import upgrade
+from app.db.seed import DEMO_EMAIL, DEMO_PASSWORD, seed
+from app.settings import Settings, get_settings
+
+T = TypeVar("T")
+PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+_counter = itertools.count()
+
+
+def run_isolated(coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine on its own loop in a thread (Alembic and the seeder use asyncio.run)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(coro_factory())).result()
+
+
+def migrate_and_seed(settings: Settings) -> None:
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(upgrade, "head", settings.migration_url).result()
+    run_isolated(lambda: seed("demo", settings))
+
+
+async def _pg_admin(sql: str) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(text(sql))
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    path: Path = tmp_path_factory.mktemp("db") / "momentum.db"
+    settings = replace(get_settings(), app_env="test", database_url=f"sqlite+aiosqlite:///{path}")
+    migrate_and_seed(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def postgres_settings() -> Iterator[Settings]:
+    name = f"momentum_test_{uuid.uuid4().hex[:8]}"
+    run_isolated(lambda: _pg_admin(f'CREATE DATABASE "{name}"'))
+    settings = replace(
+        get_settings(),
+        app_env="test",
+        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}",
+    )
+    migrate_and_seed(settings)
+    yield settings
+    run_isolated(lambda: _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def settings(request: pytest.FixtureRequest) -> Settings:
+    """Every test that uses the app runs on both databases."""
+    fixture = "sqlite_settings" if request.param == "sqlite" else "postgres_settings"
+    value: Settings = request.getfixturevalue(fixture)
+    return value
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings) -> Litestar:
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with AsyncTestClient(app=app, base_url="http://127.0.0.1") as c:
+        yield c
+
+
+async def csrf_token(client: AsyncTestClient[Litestar]) -> str:
+    """Load a page so the CSRF cookie is set, and return the token to send back."""
+    await client.get("/healthz")
+    token = client.cookies.get("momentum_csrf")
+    if token is None:
+        await client.get("/login")
+        token = client.cookies.get("momentum_csrf")
+    assert token, "the CSRF cookie should be set by a safe request"
+    return token
+
+
+def unique_email(prefix: str = "member") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}-{next(_counter)}@example.test"
+
+
+async def sign_up_api(
+    client: AsyncTestClient[Litestar], name: str = "Test Member"
+) -> dict[str, Any]:
+    """Create an account through the API and return {"email", "password", "token", "id"}."""
+    email, password = unique_email(), "correct horse battery"
+    res = await client.post(
+        "/api/v1/auth/signup", json={"email": email, "password": password, "display_name": name}
+    )
+    assert res.status_code == 201, res.text
+    token = (
+        await client.post("/api/v1/auth/token", json={"email": email, "password": password})
+    ).json()["token"]
+    return {"email": email, "password": password, "token": token, "id": res.json()["id"]}
+
+
+@pytest.fixture
+async def member(client: AsyncTestClient[Litestar]) -> dict[str, Any]:
+    """A fresh member with a bearer token (no cookies involved)."""
+    return await sign_up_api(client)
+
+
+@pytest.fixture
+def auth(member: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {member['token']}"}
+
+
+@pytest.fixture
+async def member_client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    """A browser-like client signed in with the demo account through the login form."""
+    async with AsyncTestClient(app=app, base_url="http://127.0.0.1") as c:
+        token = await csrf_token(c)
+        res = await c.post(
+            "/login",
+            data={"email": DEMO_EMAIL, "password": DEMO_PASSWORD, "_csrf_token": token},
+            follow_redirects=False,
+        )
+        assert res.status_code in (302, 303), res.text
+        yield c
