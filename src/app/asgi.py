@@ -21,9 +21,13 @@ from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.htmx import HTMXPlugin
+from litestar.plugins.prometheus import PrometheusController
 from litestar.template.config import TemplateConfig
 
 from app.db.engine import make_engine
+from app.lib.db_metrics import instrument_pool
+from app.lib.logging import configure_logging
+from app.lib.observability import RequestObserver
 from app.dependencies import DEPENDENCIES
 from app.lib.auth import (
     CSRF_COOKIE,
@@ -52,7 +56,9 @@ def _is_login_attempt(request: object) -> bool:
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
+    configure_logging(settings)
     engine = make_engine(settings)
+    instrument_pool(engine, settings.db_pool_size, settings.db_max_overflow)
     cache = build_cache(settings)
 
     @asynccontextmanager
@@ -89,8 +95,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         session_dependency_key="db_session",
         session_config=AsyncSessionConfig(expire_on_commit=False),
     )
-    return Litestar(
-        route_handlers=[api_router, healthz, readyz],
+    app = Litestar(
+        route_handlers=[api_router, healthz, readyz, MetricsController],
         dependencies=DEPENDENCIES,
         plugins=[SQLAlchemyPlugin(config=db), HTMXPlugin()],
         middleware=[
@@ -114,3 +120,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         request_max_body_size=settings.max_body_bytes,
         debug=False,
     )
+    # App-level middleware runs after routing; wrapping the handler also times 404s.
+    app.asgi_handler = RequestObserver(app.asgi_handler)
+    return app
+
+
+class MetricsController(PrometheusController):
+    """GET /metrics (aggregates every worker when PROMETHEUS_MULTIPROC_DIR is set)."""
+
+    include_in_schema = False

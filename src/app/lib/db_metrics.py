@@ -1,0 +1,31 @@
+"""Connection-pool gauges, kept current by SQLAlchemy pool events (multiprocess-safe)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import Gauge
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+CHECKED_OUT = Gauge(
+    "momentum_db_pool_checked_out", "Connections in use", multiprocess_mode="livesum"
+)
+POOL_SIZE = Gauge("momentum_db_pool_size", "Configured pool size", multiprocess_mode="livesum")
+OVERFLOW = Gauge(
+    "momentum_db_pool_overflow", "Configured extra connections", multiprocess_mode="livesum"
+)
+
+
+def instrument_pool(engine: AsyncEngine, size: int, overflow: int) -> None:
+    POOL_SIZE.set(size)
+    OVERFLOW.set(overflow)
+
+    def checkout(*_: Any) -> None:
+        CHECKED_OUT.inc()
+
+    def checkin(*_: Any) -> None:
+        CHECKED_OUT.dec()
+
+    event.listen(engine.sync_engine, "checkout", checkout)
+    event.listen(engine.sync_engine, "checkin", checkin)
