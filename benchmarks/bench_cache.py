@@ -1,0 +1,79 @@
+"""Hot reads with the cache on and off, in one run: requests/s, p50/p95, SQL per request.
+
+    python benchmarks/bench_cache.py [--seconds 15] [--vus 16] [--database momentum_bench]
+
+Seeds a PostgreSQL database at `--scale load` (idempotent), then serves it twice on
+127.0.0.1 - once with Redis, once with CACHE_ENABLED=false - and drives each with k6
+(loadtests/hot_reads.js, closed model: as fast as the server answers)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+from _stack import ROOT, app_server, k6_binary, metric_total, seeded_postgres
+
+
+def run_k6(base: str, seconds: int, vus: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = Path(tmp) / "summary.json"
+        subprocess.run(
+            [k6_binary(), "run", "--quiet", "--summary-export", str(summary),
+             "-e", f"BASE_URL={base}", "-e", f"DURATION={seconds}s", "-e", f"VUS={vus}",
+             "-e", "CHALLENGES=100", "-e", "USERS=300", str(ROOT / "loadtests" / "hot_reads.js")],
+            check=False, stdout=subprocess.DEVNULL,
+        )
+        data = json.loads(summary.read_text())
+    metrics = data["metrics"]
+    duration = metrics["http_req_duration"]
+    return {
+        "rps": metrics["http_reqs"]["rate"],
+        "p50_ms": duration["med"],
+        "p95_ms": duration["p(95)"],
+        "p99_ms": duration["p(99)"],
+        "failed": metrics["http_req_failed"]["value"],
+        "requests": metrics["http_reqs"]["count"],
+    }
+
+
+def measure(base: str, seconds: int, vus: int) -> dict[str, float]:
+    run_k6(base, 3, vus)  # warm-up: fill the cache and the connection pools
+    queries0 = metric_total(base, "momentum_db_queries_total")
+    result = run_k6(base, seconds, vus)
+    queries = metric_total(base, "momentum_db_queries_total") - queries0
+    result["queries_per_request"] = queries / max(result["requests"], 1)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--vus", type=int, default=16)
+    parser.add_argument("--database", default="momentum_bench")
+    args = parser.parse_args()
+
+    url = seeded_postgres(args.database)
+    results: dict[str, dict[str, float]] = {}
+    modes = {
+        "cache on": {"REDIS_URL": "redis://127.0.0.1:6379/15"},
+        "cache off": {"CACHE_ENABLED": "false"},
+    }
+    for mode, env in modes.items():
+        with app_server({"DATABASE_URL": url, **env}) as base:
+            results[mode] = measure(base, args.seconds, args.vus)
+
+    print(f"\nHot reads, {args.seconds}s each, {args.vus} concurrent clients, 1 worker, PostgreSQL (load scale)")
+    print(f"{'mode':<10} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'SQL/req':>8} {'failed':>7}")
+    for mode, r in results.items():
+        print(f"{mode:<10} {r['rps']:>8.0f} {r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+              f"{r['queries_per_request']:>8.2f} {r['failed']:>7.2%}")
+    ratio = results["cache on"]["rps"] / max(results["cache off"]["rps"], 1e-9)
+    print(f"throughput ratio (on/off): {ratio:.1f}x")
+    print(json.dumps({"ratio": ratio, **results}))
+
+
+if __name__ == "__main__":
+    main()
