@@ -25,9 +25,6 @@ from litestar.plugins.prometheus import PrometheusController
 from litestar.template.config import TemplateConfig
 
 from app.db.engine import make_engine
-from app.lib.db_metrics import instrument_pool
-from app.lib.logging import configure_logging
-from app.lib.observability import RequestObserver
 from app.dependencies import DEPENDENCIES
 from app.lib.auth import (
     CSRF_COOKIE,
@@ -36,6 +33,10 @@ from app.lib.auth import (
     BearerAwareCSRFMiddleware,
     ViewerMiddleware,
 )
+from app.lib.db_metrics import instrument_pool
+from app.lib.logging import configure_logging
+from app.lib.observability import RequestObserver
+from app.lib.security_headers import SecurityHeaders
 from app.lib.sessions import ChangeOnlySessionConfig
 from app.routes.api import api_router
 from app.routes.errors import EXCEPTION_HANDLERS
@@ -121,7 +122,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=False,
     )
     # App-level middleware runs after routing; wrapping the handler also times 404s.
-    app.asgi_handler = RequestObserver(app.asgi_handler)
+    app.asgi_handler = RequestObserver(
+        SecurityHeaders(app.asgi_handler, hsts=not settings.is_development)
+    )
     return app
 
 
