@@ -10,8 +10,8 @@ export LITELLM_OFFLINE_MODE := true
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run serve migrate seed test test-fast lint fmt bench-cache bench-db bench-coach \
-	bench-route loadtest loadtest-smoke lighthouse stack-up stack-down clean
+.PHONY: help install run migrate seed test test-fast lint fmt bench-cache bench-db stack-up stack-down \
+	stack-status check-dashboard clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -55,5 +55,21 @@ test-fast: install ## the suite without slow tests
 bench-cache: install ## hot reads with the cache on vs off (req/s, p50/p95, queries per request)
 	$(PY) benchmarks/bench_cache.py
 
-clean: ## remove the virtualenv and local data
+bench-db: install ## typical read direct vs pgbouncer, server connections at 200 clients (needs stack-up)
+	$(PY) scripts/bench_db.py
+
+stack-up: install ## pgbouncer :6432, Redis, Prometheus :9090, migrate, seed --scale load, app x2 on :8000
+	bash scripts/stack.sh up
+
+stack-down: ## stop only what stack-up started
+	bash scripts/stack.sh down
+
+stack-status: ## what runs where (pids, ports, URLs)
+	bash scripts/stack.sh status
+
+check-dashboard: ## every Grafana query evaluated by the running Prometheus
+	python3 scripts/check_dashboard.py
+
+clean: ## stop the stack, remove the virtualenv and local data
+	-bash scripts/stack.sh down
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

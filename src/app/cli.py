@@ -6,11 +6,11 @@ import argparse
 import asyncio
 import importlib
 import os
+import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 
-from app.settings import get_settings
+from app.settings import ROOT, get_settings
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -19,14 +19,19 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = get_settings()
+    port = args.port or settings.port
     if args.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-        # Must be set before any worker imports prometheus_client (workers are spawned).
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="momentum-prom-")
+        # Must be set before any worker imports prometheus_client (workers are spawned);
+        # emptied on start so counters from a previous run do not leak in.
+        metrics_dir = ROOT / "var" / f"metrics-{port}"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     uvicorn.run(
         "app.asgi:create_app",
         factory=True,
         host=args.host or settings.host,
-        port=args.port or settings.port,
+        port=port,
         workers=args.workers,
         log_level="warning",
         access_log=False,

@@ -83,7 +83,8 @@ def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[
 
 
 def _is_connection_error(exc: DBAPIError) -> bool:
-    return bool(exc.connection_invalidated) or "connect" in str(exc.orig).lower()
+    text = str(exc.orig).lower()
+    return bool(exc.connection_invalidated) or "connect" in text or "query_wait_timeout" in text
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
