@@ -26,6 +26,8 @@ from app.db.migrate import upgrade
 from app.db.seed import DEMO_EMAIL, DEMO_PASSWORD, seed
 from app.settings import Settings, get_settings
 
+pytest_plugins = ["tests.conftest_redis"]
+
 T = TypeVar("T")
 PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 _counter = itertools.count()
@@ -56,7 +58,12 @@ async def _pg_admin(sql: str) -> None:
 @pytest.fixture(scope="session")
 def sqlite_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     path: Path = tmp_path_factory.mktemp("db") / "momentum.db"
-    settings = replace(get_settings(), app_env="test", database_url=f"sqlite+aiosqlite:///{path}")
+    settings = replace(
+        get_settings(),
+        app_env="test",
+        database_url=f"sqlite+aiosqlite:///{path}",
+        login_rate_limit=100_000,
+    )
     migrate_and_seed(settings)
     return settings
 
@@ -69,6 +76,7 @@ def postgres_settings() -> Iterator[Settings]:
         get_settings(),
         app_env="test",
         database_url=f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}",
+        login_rate_limit=100_000,  # the brute-force limit has its own test
     )
     migrate_and_seed(settings)
     yield settings

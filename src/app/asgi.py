@@ -38,8 +38,11 @@ from app.lib.logging import configure_logging
 from app.lib.observability import RequestObserver
 from app.lib.security_headers import SecurityHeaders
 from app.lib.sessions import ChangeOnlySessionConfig
+from app.lib.static_assets import SKIP_COMPRESSION_OPT, asset_url, static_route
 from app.routes.api import api_router
 from app.routes.errors import EXCEPTION_HANDLERS
+from app.routes.fragments import fragments_router
+from app.routes.pages import page_router
 from app.routes.system import healthz, readyz
 from app.services.cache import build_cache
 from app.settings import Settings, get_settings
@@ -47,6 +50,13 @@ from app.settings import Settings, get_settings
 HERE = Path(__file__).resolve().parent
 SESSION_MAX_AGE = 14 * 24 * 3600
 LOGIN_PATHS = ("/login", "/api/v1/auth/token")
+
+
+STREAM_PATHS = [r"/stream$"]  # SSE must reach the client chunk by chunk, never buffered
+
+
+def _template_globals(engine: JinjaTemplateEngine) -> None:
+    engine.engine.globals.update(asset_url=asset_url)
 
 
 def _is_login_attempt(request: object) -> bool:
@@ -97,7 +107,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         session_config=AsyncSessionConfig(expire_on_commit=False),
     )
     app = Litestar(
-        route_handlers=[api_router, healthz, readyz, MetricsController],
+        route_handlers=[
+            page_router,
+            fragments_router,
+            api_router,
+            healthz,
+            readyz,
+            MetricsController,
+            static_route(),
+        ],
         dependencies=DEPENDENCIES,
         plugins=[SQLAlchemyPlugin(config=db), HTMXPlugin()],
         middleware=[
@@ -110,8 +128,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
         state=State({"settings": settings, "cache": cache}),
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
-        template_config=TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine),
-        compression_config=CompressionConfig(backend="brotli", brotli_gzip_fallback=True),
+        template_config=TemplateConfig(
+            directory=HERE / "templates",
+            engine=JinjaTemplateEngine,
+            engine_callback=_template_globals,
+        ),
+        compression_config=CompressionConfig(
+            backend="brotli",
+            brotli_gzip_fallback=True,
+            exclude_opt_key=SKIP_COMPRESSION_OPT,
+            exclude=STREAM_PATHS,
+        ),
         openapi_config=OpenAPIConfig(
             title="Momentum API",
             version="1.0.0",

@@ -210,6 +210,8 @@ class ChallengeService:
         )
         self.session.add(challenge)
         await self.session.commit()
+        # A read of this id before it existed may have cached "not found".
+        await self.cache.invalidate(ck.challenge(challenge.id))
         await self.cache.invalidate_group(ck.CHALLENGE_LISTS)
         return _detail(challenge)
 
