@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import structlog
 from advanced_alchemy.extensions.litestar import (
     AsyncSessionConfig,
     SQLAlchemyAsyncConfig,
@@ -24,7 +26,7 @@ from litestar.plugins.htmx import HTMXPlugin
 from litestar.plugins.prometheus import PrometheusController
 from litestar.template.config import TemplateConfig
 
-from app.db.engine import make_engine
+from app.db.engine import make_engine, make_sessionmaker
 from app.dependencies import DEPENDENCIES
 from app.lib.auth import (
     CSRF_COOKIE,
@@ -45,6 +47,7 @@ from app.routes.fragments import fragments_router
 from app.routes.pages import page_router
 from app.routes.system import healthz, readyz
 from app.services.cache import build_cache
+from app.services.llm import LLMGateway
 from app.settings import Settings, get_settings
 
 HERE = Path(__file__).resolve().parent
@@ -53,6 +56,13 @@ LOGIN_PATHS = ("/login", "/api/v1/auth/token")
 
 
 STREAM_PATHS = [r"/stream$"]  # SSE must reach the client chunk by chunk, never buffered
+
+
+async def _warm_up(gateway: LLMGateway) -> None:
+    try:
+        await gateway.warm_up()
+    except Exception:
+        structlog.get_logger("app").warning("coach_warmup_failed", exc_info=True)
 
 
 def _template_globals(engine: JinjaTemplateEngine) -> None:
@@ -71,13 +81,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
     engine = make_engine(settings)
     instrument_pool(engine, settings.db_pool_size, settings.db_max_overflow)
     cache = build_cache(settings)
+    gateway = LLMGateway(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await cache.start()
+        # Import litellm and load the local model off the request path (~5 s, once).
+        warmup = asyncio.create_task(_warm_up(gateway)) if settings.coach_warmup else None
         try:
             yield
         finally:
+            if warmup is not None:
+                warmup.cancel()
             await cache.close()
             await engine.dispose()
 
@@ -125,7 +140,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             login_limit.middleware,
         ],
         stores=cache.stores(),
-        state=State({"settings": settings, "cache": cache}),
+        state=State(
+            {
+                "settings": settings,
+                "cache": cache,
+                "sessions": make_sessionmaker(engine),
+                "gateway": gateway,
+            }
+        ),
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         template_config=TemplateConfig(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from litestar import Request
 from litestar.datastructures import State
 from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.services.accounts import AccountService
 from app.services.cache import CacheService
 from app.services.challenges import ChallengeService
+from app.services.coach.factory import build_coach
+from app.services.coach.service import CoachService
 from app.services.reputation import ReputationService
 from app.settings import Settings
 
@@ -32,6 +35,16 @@ async def provide_accounts(db_session: AsyncSession) -> AccountService:
     return AccountService(db_session)
 
 
+async def provide_coach(state: State, request: Request[Any, Any, Any]) -> CoachService:
+    return build_coach(
+        sessions=state.sessions,
+        cache=_cache(state),
+        gateway=state.gateway,
+        settings=state.settings,
+        rate_limit_store=request.app.stores.get("rate_limit"),
+    )
+
+
 def provide_settings(state: State) -> Settings:
     settings: Settings = state.settings
     return settings
@@ -42,4 +55,5 @@ DEPENDENCIES: dict[str, Any] = {
     "challenges": Provide(provide_challenges),
     "reputation": Provide(provide_reputation),
     "accounts": Provide(provide_accounts),
+    "coach": Provide(provide_coach),
 }

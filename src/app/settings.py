@@ -58,7 +58,10 @@ class Settings:
     coach_rate_limit_per_minute: int = 10
     coach_daily_token_budget: int = 50_000
     coach_window_turns: int = 6
+    coach_prompt_token_budget: int = 1500
+    coach_summary_max_chars: int = 1200
     coach_timeout: float = 15.0
+    coach_warmup: bool = True
 
     @property
     def is_development(self) -> bool:
@@ -114,7 +117,12 @@ class Settings:
                 "COACH_DAILY_TOKEN_BUDGET", base.coach_daily_token_budget
             ),
             coach_window_turns=_int("COACH_WINDOW_TURNS", base.coach_window_turns),
+            coach_prompt_token_budget=_int(
+                "COACH_PROMPT_TOKEN_BUDGET", base.coach_prompt_token_budget
+            ),
+            coach_summary_max_chars=_int("COACH_SUMMARY_MAX_CHARS", base.coach_summary_max_chars),
             coach_timeout=_float("COACH_TIMEOUT", base.coach_timeout),
+            coach_warmup=_bool(env.get("COACH_WARMUP"), default=app_env != "test"),
         )
 
 

@@ -13,7 +13,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVI
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from app.services.errors import DomainError
+from app.services.errors import DomainError, RateLimitedError
 
 log = structlog.get_logger("app.errors")
 RETRY_AFTER_SECONDS = "2"
@@ -45,7 +45,8 @@ def _error(
 
 
 def domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
-    return _error(request, exc.status_code, exc.message)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimitedError) else None
+    return _error(request, exc.status_code, exc.message, headers)
 
 
 def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:

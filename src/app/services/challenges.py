@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import cast
 from datetime import UTC, date, datetime, timedelta
+from typing import cast
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError

@@ -31,3 +31,13 @@ class ServiceUnavailableError(DomainError):
     """The database pool is exhausted or unreachable: clients should retry shortly."""
 
     status_code = 503
+
+
+class RateLimitedError(DomainError):
+    """Too many requests (or a spent budget): `retry_after` seconds until it may work."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

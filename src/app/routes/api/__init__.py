@@ -4,9 +4,16 @@ from litestar import Router
 
 from app.routes.api.auth import AuthController
 from app.routes.api.challenges import ChallengeController
+from app.routes.api.coach import CoachController
 from app.routes.api.people import LeaderboardController, PeopleController
 
 api_router = Router(
     path="/api/v1",
-    route_handlers=[AuthController, ChallengeController, LeaderboardController, PeopleController],
+    route_handlers=[
+        AuthController,
+        ChallengeController,
+        CoachController,
+        LeaderboardController,
+        PeopleController,
+    ],
 )

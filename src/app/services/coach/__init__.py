@@ -1,0 +1,1 @@
+"""The AI coach: conversations, prompts, routing, memory and the streamed answer."""

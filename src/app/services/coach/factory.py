@@ -1,0 +1,50 @@
+"""Builds a CoachService from the app's shared parts (one gateway per process)."""
+
+from __future__ import annotations
+
+from litestar.stores.base import Store
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.services.cache import CacheService
+from app.services.challenges import ChallengeService
+from app.services.coach.limits import ChatRateLimiter
+from app.services.coach.prompt import profile
+from app.services.coach.service import CoachService, ProfileLoader
+from app.services.coach.store import CoachStore
+from app.services.errors import NotFoundError
+from app.services.llm import LLMGateway
+from app.services.reputation import ReputationService
+from app.settings import Settings
+
+
+def profile_loader(
+    sessions: async_sessionmaker[AsyncSession], cache: CacheService
+) -> ProfileLoader:
+    async def load(user_id: int) -> str:
+        async with sessions() as session:
+            memberships = await ChallengeService(session, cache).memberships(user_id)
+            try:
+                reputation = await ReputationService(session, cache).for_user(user_id)
+            except NotFoundError:
+                reputation = None
+        name = reputation.display_name if reputation else "member"
+        return profile(name, reputation, memberships)
+
+    return load
+
+
+def build_coach(
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    cache: CacheService,
+    gateway: LLMGateway,
+    settings: Settings,
+    rate_limit_store: Store,
+) -> CoachService:
+    return CoachService(
+        store=CoachStore(sessions),
+        gateway=gateway,
+        settings=settings,
+        limiter=ChatRateLimiter(rate_limit_store, settings.coach_rate_limit_per_minute),
+        profile=profile_loader(sessions, cache),
+    )

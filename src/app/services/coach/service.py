@@ -1,0 +1,238 @@
+"""The coach: accept a message (saved before any model call), then stream its answer.
+
+The answer is generated while the client listens; a disconnect stops generation and keeps
+the partial text as `interrupted`, a provider failure leaves `failed` with the reason."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from app.db.models import Message
+from app.services.coach.events import CoachEvent, Done, Failed, Token
+from app.services.coach.limits import ChatRateLimiter
+from app.services.coach.prompt import build_prompt
+from app.services.coach.routing import COACHING, RouteDecision, classify
+from app.services.coach.store import CoachStore
+from app.services.coach.views import DoneEvent, PostedMessage
+from app.services.errors import InvalidInputError, RateLimitedError
+from app.services.llm import Completion, LLMGateway, LLMUnavailable, TokenDelta
+from app.settings import Settings
+
+ProfileLoader = Callable[[int], Awaitable[str]]
+UNAVAILABLE = "The coach could not answer right now. Please try again in a minute."
+
+
+def stream_url(reply_id: int) -> str:
+    return f"/api/v1/coach/messages/{reply_id}/stream"
+
+
+class CoachService:
+    def __init__(
+        self,
+        *,
+        store: CoachStore,
+        gateway: LLMGateway,
+        settings: Settings,
+        limiter: ChatRateLimiter,
+        profile: ProfileLoader,
+        after_answer: Callable[[int], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.gateway = gateway
+        self.settings = settings
+        self.limiter = limiter
+        self.profile = profile
+        self.after_answer = after_answer
+
+    async def post(self, user_id: int, text: str, conversation_id: int | None) -> PostedMessage:
+        """Validate, rate-limit and budget-check, then save the message and a pending reply."""
+        text = text.strip()
+        if not text:
+            raise InvalidInputError("Write a message for your coach first.")
+        limit = self.settings.coach_message_max_chars
+        if len(text) > limit:
+            raise InvalidInputError(
+                f"Your message is {len(text):,} characters long; the limit is {limit:,}."
+            )
+        wait = await self.limiter.hit(user_id)
+        if wait is not None:
+            raise RateLimitedError(
+                f"You are sending messages too fast. Try again in {wait} seconds.", wait
+            )
+        if await self.store.tokens_today(user_id) >= self.settings.coach_daily_token_budget:
+            raise RateLimitedError(
+                "You have used today's coaching budget. Your coach will be back tomorrow (UTC).",
+                _seconds_to_midnight(),
+            )
+        asked, reply = await self.store.add_exchange(user_id, conversation_id, text)
+        return PostedMessage(
+            id=asked.id,
+            conversation_id=asked.conversation_id,
+            reply_id=reply.id,
+            stream_url=stream_url(reply.id),
+        )
+
+    async def open_stream(self, user_id: int, reply_id: int) -> AsyncGenerator[CoachEvent, None]:
+        """Check ownership now (a 404 before any SSE), then return the event generator."""
+        reply = await self.store.reply(user_id, reply_id)
+        return self._events(user_id, reply)
+
+    async def _events(self, user_id: int, reply: Message) -> AsyncGenerator[CoachEvent, None]:
+        if reply.status == "complete":  # a reconnect after the end: replay it
+            yield Token(reply.content)
+            yield Done(_done(reply.id, reply.model or "", reply.route or COACHING, reply))
+            return
+        if reply.status in ("interrupted", "failed"):
+            yield Failed(reply.error or "This answer was not finished. Send your message again.")
+            return
+        if not await self.store.claim(reply.id):
+            yield Failed("This answer is already being written in another window.")
+            return
+        async for event in self._generate(user_id, reply):
+            yield event
+
+    async def _generate(self, user_id: int, reply: Message) -> AsyncGenerator[CoachEvent, None]:
+        assert reply.reply_to is not None
+        summary, _, turns = await self.store.context(reply.conversation_id, reply.reply_to)
+        decision = classify(turns[:-1], turns[-1].content if turns else "")
+        model = self._model_for(decision)
+        messages = build_prompt(
+            member_profile=await self.profile(user_id),
+            summary=summary,
+            history=turns,
+            window=self.settings.coach_window_turns,
+            budget=self.settings.coach_prompt_token_budget,
+            count_tokens=lambda m: self.gateway.count_tokens(model, m),
+        )
+        parts: list[str] = []
+        started = time.perf_counter()
+        first_token: float | None = None
+        settled = False
+        try:
+            completion: Completion | None = None
+            stream = self.gateway.stream(messages, model=model, route=decision.route)
+            async with contextlib.aclosing(stream):  # closing it stops the model at once
+                async for event in stream:
+                    if isinstance(event, TokenDelta):
+                        first_token = first_token or time.perf_counter()
+                        parts.append(event.text)
+                        yield Token(event.text)
+                    else:
+                        completion = event
+            assert completion is not None
+            await self._save_complete(user_id, reply, decision, completion)
+            settled = True
+            if self.after_answer is not None:
+                self.after_answer(reply.conversation_id)
+            yield Done(_done(reply.id, completion.model, decision.route, completion))
+        except LLMUnavailable as exc:
+            await self.store.finish(
+                reply.id,
+                status="failed",
+                content="".join(parts),
+                model=model,
+                route=decision.route,
+                route_reason=decision.reason,
+                error=("; ".join(exc.attempts) or UNAVAILABLE)[:500],
+            )
+            settled = True
+            yield Failed(UNAVAILABLE)
+        finally:
+            if not settled:
+                # The client went away: keep what was generated. Shielded, because the
+                # stream's cancel scope would otherwise cancel this write too.
+                with anyio.CancelScope(shield=True):
+                    await self._save_interrupted(
+                        user_id, reply, decision, model, messages, parts, started, first_token
+                    )
+
+    def _model_for(self, decision: RouteDecision) -> str:
+        if decision.route == COACHING:
+            return self.settings.coach_model
+        return self.settings.small_talk_model
+
+    async def _save_complete(
+        self, user_id: int, reply: Message, decision: RouteDecision, c: Completion
+    ) -> None:
+        usage = {
+            "model": c.model,
+            "route": decision.route,
+            "prompt_tokens": c.prompt_tokens,
+            "completion_tokens": c.completion_tokens,
+            "cost_usd": c.cost_usd,
+        }
+        await self.store.finish_with_ledger(
+            reply.id,
+            {
+                **usage,
+                "user_id": user_id,
+                "conversation_id": reply.conversation_id,
+                "message_id": reply.id,
+                "kind": "answer",
+            },
+            **usage,
+            status="complete",
+            content=c.text,
+            route_reason=decision.reason,
+            ttft_ms=c.ttft_ms,
+            total_ms=c.total_ms,
+        )
+
+    async def _save_interrupted(
+        self,
+        user_id: int,
+        reply: Message,
+        decision: RouteDecision,
+        model: str,
+        messages: list[dict[str, Any]],
+        parts: list[str],
+        started: float,
+        first_token: float | None,
+    ) -> None:
+        prompt_tokens = self.gateway.count_tokens(model, messages)
+        completion_tokens = len(parts)  # local deltas are single tokens; close enough elsewhere
+        cost = self.gateway.cost_usd(model, prompt_tokens, completion_tokens)
+        usage = {
+            "model": model,
+            "route": decision.route,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "cost_usd": cost,
+        }
+        await self.store.finish_with_ledger(
+            reply.id,
+            {
+                **usage,
+                "user_id": user_id,
+                "conversation_id": reply.conversation_id,
+                "message_id": reply.id,
+                "kind": "answer",
+            },
+            **usage,
+            status="interrupted",
+            content="".join(parts),
+            route_reason=decision.reason,
+            ttft_ms=(first_token - started) * 1000 if first_token else None,
+            total_ms=(time.perf_counter() - started) * 1000,
+        )
+
+
+def _done(message_id: int, model: str, route: str, source: Any) -> DoneEvent:
+    return DoneEvent(
+        message_id=message_id,
+        model=model,
+        route=route,
+        prompt_tokens=int(source.prompt_tokens or 0),
+        completion_tokens=int(source.completion_tokens or 0),
+        cost_usd=float(source.cost_usd or 0.0),
+    )
+
+
+def _seconds_to_midnight() -> int:
+    now = time.time()
+    return int(86400 - now % 86400) + 1

@@ -1,0 +1,179 @@
+"""Conversation persistence: every write is a short transaction of its own, so a stream
+never holds a database connection while the model is generating."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db.models import Conversation, LlmCall, Message
+from app.services.coach.prompt import Turn
+from app.services.coach.views import ConversationView, MessageView
+from app.services.errors import NotFoundError
+
+HISTORY_LIMIT = 200
+
+
+def message_view(m: Message) -> MessageView:
+    return MessageView(
+        id=m.id,
+        conversation_id=m.conversation_id,
+        role=m.role,
+        content=m.content,
+        status=m.status,
+        model=m.model,
+        route=m.route,
+        created_at=m.created_at,
+        prompt_tokens=m.prompt_tokens,
+        completion_tokens=m.completion_tokens,
+        cost_usd=m.cost_usd,
+    )
+
+
+def conversation_view(c: Conversation) -> ConversationView:
+    return ConversationView(
+        id=c.id, title=c.title, summary=c.summary, created_at=c.created_at, updated_at=c.updated_at
+    )
+
+
+class CoachStore:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    async def conversations(self, user_id: int, limit: int = 30) -> list[ConversationView]:
+        async with self.sessions() as s:
+            rows = await s.scalars(
+                select(Conversation)
+                .where(Conversation.user_id == user_id)
+                .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+                .limit(limit)
+            )
+            return [conversation_view(c) for c in rows]
+
+    async def conversation(self, user_id: int, conversation_id: int) -> ConversationView:
+        async with self.sessions() as s:
+            return conversation_view(await self._owned(s, user_id, conversation_id))
+
+    async def messages(self, user_id: int, conversation_id: int) -> list[MessageView]:
+        async with self.sessions() as s:
+            await self._owned(s, user_id, conversation_id)
+            rows = await s.scalars(
+                select(Message)
+                .where(Message.conversation_id == conversation_id)
+                .order_by(Message.id)
+                .limit(HISTORY_LIMIT)
+            )
+            return [message_view(m) for m in rows]
+
+    async def create_conversation(self, user_id: int, title: str = "") -> ConversationView:
+        async with self.sessions() as s:
+            conv = Conversation(user_id=user_id, title=title[:120])
+            s.add(conv)
+            await s.commit()
+            return conversation_view(conv)
+
+    async def add_exchange(
+        self, user_id: int, conversation_id: int | None, text: str
+    ) -> tuple[Message, Message]:
+        """Save the member's message and a pending reply in one transaction."""
+        async with self.sessions() as s:
+            if conversation_id is None:
+                conv = Conversation(user_id=user_id, title=_title(text))
+                s.add(conv)
+                await s.flush()
+            else:
+                conv = await self._owned(s, user_id, conversation_id)
+                conv.updated_at = datetime.now(UTC)
+            asked = Message(conversation_id=conv.id, user_id=user_id, role="user", content=text)
+            s.add(asked)
+            await s.flush()
+            reply = Message(
+                conversation_id=conv.id,
+                user_id=user_id,
+                role="assistant",
+                status="pending",
+                reply_to=asked.id,
+            )
+            s.add(reply)
+            await s.commit()
+            return asked, reply
+
+    async def reply(self, user_id: int, reply_id: int) -> Message:
+        async with self.sessions() as s:
+            msg = await s.get(Message, reply_id)
+            if msg is None or msg.user_id != user_id or msg.role != "assistant":
+                raise NotFoundError("That message does not exist.")
+            return msg
+
+    async def claim(self, reply_id: int) -> bool:
+        """pending -> streaming, atomically: only one stream generates a given answer."""
+        async with self.sessions() as s:
+            result = await s.execute(
+                update(Message)
+                .where(Message.id == reply_id, Message.status == "pending")
+                .values(status="streaming")
+            )
+            await s.commit()
+            return bool(getattr(result, "rowcount", 0))
+
+    async def context(self, conversation_id: int, up_to: int) -> tuple[str, int | None, list[Turn]]:
+        """The summary, what it covers, and the turns after it up to message `up_to`."""
+        async with self.sessions() as s:
+            conv = await s.get(Conversation, conversation_id)
+            if conv is None:
+                raise NotFoundError("That conversation does not exist.")
+            stmt = select(Message).where(
+                Message.conversation_id == conversation_id,
+                Message.id <= up_to,
+                Message.status.in_(("complete", "interrupted")),
+            )
+            if conv.summarized_through is not None:
+                stmt = stmt.where(Message.id > conv.summarized_through)
+            rows = await s.scalars(stmt.order_by(Message.id))
+            turns = [Turn(m.role, m.content) for m in rows if m.content]
+            return conv.summary, conv.summarized_through, turns
+
+    async def finish(self, reply_id: int, **fields: Any) -> None:
+        async with self.sessions() as s:
+            await s.execute(update(Message).where(Message.id == reply_id).values(**fields))
+            await s.commit()
+
+    async def record_call(self, **fields: Any) -> None:
+        async with self.sessions() as s:
+            s.add(LlmCall(**fields))
+            await s.commit()
+
+    async def finish_with_ledger(
+        self, reply_id: int, ledger: dict[str, Any], **fields: Any
+    ) -> None:
+        """The answer and its ledger row land together or not at all."""
+        async with self.sessions() as s:
+            await s.execute(update(Message).where(Message.id == reply_id).values(**fields))
+            s.add(LlmCall(**ledger))
+            await s.commit()
+
+    async def tokens_today(self, user_id: int) -> int:
+        midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        async with self.sessions() as s:
+            total = await s.scalar(
+                select(
+                    func.coalesce(func.sum(LlmCall.prompt_tokens + LlmCall.completion_tokens), 0)
+                ).where(LlmCall.user_id == user_id, LlmCall.created_at >= midnight)
+            )
+            return int(total or 0)
+
+    @staticmethod
+    async def _owned(s: AsyncSession, user_id: int, conversation_id: int) -> Conversation:
+        conv = await s.get(Conversation, conversation_id)
+        if conv is None or conv.user_id != user_id:
+            # Someone else's conversation is as invisible as one that does not exist.
+            raise NotFoundError("That conversation does not exist.")
+        return conv
+
+
+def _title(text: str) -> str:
+    first_line = text.strip().splitlines()[0] if text.strip() else "Conversation"
+    return first_line[:60] + ("..." if len(first_line) > 60 else "")
