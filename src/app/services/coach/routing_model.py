@@ -1,0 +1,183 @@
+"""A tiny text classifier for routing: logistic regression over word and character n-grams.
+
+Pure Python at inference (a dict lookup per feature: tens of microseconds); numpy only to
+train. Trained offline by ``python -m app coach train-router`` on the shipped labelled set
+(``app/data/routing/train.jsonl``); the weights ship as ``app/data/routing_model.json``."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+WEIGHTS_PATH = DATA_DIR / "routing_model.json"
+SMALL_TALK_LABEL = "small_talk"
+
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?|\d+|[?!]|:\)")
+
+
+def tokens(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+# Hand-written priors that generalise past the training vocabulary: stems of the coaching
+# domain, and the shapes of a request for help.
+COACHING_STEMS = tuple(
+    """habit streak goal plan challeng check-in checkin routine run jog walk step workout
+    exercis gym train pushup push-up plank squat yoga stretch meditat sleep bed wake alarm
+    snooze read page journal study studi learn practi diet eat sugar water hydrat calori
+    weight kilo motivat consisten progress track target schedul week daily minute rep set
+    injur hurt pain sore stress procrastinat focus productiv quit skip miss fail relaps tip
+    advice help improv fit strength cardio mileage endurance pace race marathon 5k 10k
+    milestone reward accountab discipline overwhelm burnout tired lazy""".split()  # noqa: SIM905
+)
+ASK_PATTERNS = re.compile(
+    r"\b(how (do|can|should|much|many|long|often)|should i|can you|could you|help me|"
+    r"what (should|is the best|'s the best|'s a good|is a good|can i)|"
+    r"is it (ok|okay|bad|fine|normal|better)|why do i|i want to|i'd like to|i need|give me|"
+    r"suggest|any (tips|advice|ideas))\b"
+)
+
+
+_LONG_STEMS = tuple(s for s in COACHING_STEMS if len(s) >= 5)
+
+
+def domain_hits(words: Sequence[str]) -> int:
+    """Words of the coaching domain ("overtraining" counts: long stems match inside words)."""
+    return sum(1 for w in words if w.startswith(COACHING_STEMS) or any(s in w for s in _LONG_STEMS))
+
+
+def _length_bucket(n: int) -> str:
+    for limit, name in ((1, "1"), (2, "2"), (3, "3"), (6, "4-6"), (12, "7-12")):
+        if n <= limit:
+            return name
+    return "13+"
+
+
+def features(text: str) -> list[str]:
+    """Word unigrams and bigrams, character 3-grams inside words, and a few shape flags."""
+    words = tokens(text)
+    feats = [f"w:{w}" for w in words]
+    padded = ["<s>", *words, "</s>"]
+    feats += [f"b:{a}_{b}" for a, b in itertools.pairwise(padded)]
+    for w in words:
+        if w.isalpha() and len(w) > 2:
+            marked = f"<{w}>"
+            feats += [f"c:{marked[i : i + 3]}" for i in range(len(marked) - 2)]
+    feats.append(f"len:{_length_bucket(len([w for w in words if w not in '?!']))}")
+    if any(ch.isdigit() for ch in text):
+        feats.append("has:digit")
+    if "?" in text:
+        feats.append("has:question")
+    hits = domain_hits(words)
+    if hits:
+        feats.append("lex:domain")
+    if hits >= 2:
+        feats.append("lex:domain2")
+    if ASK_PATTERNS.search(text.lower()):
+        feats.append("lex:ask")
+    return feats
+
+
+@dataclass
+class RoutingModel:
+    """P(small_talk | text) = sigmoid(bias + sum of the weights of the text's features)."""
+
+    bias: float
+    weights: dict[str, float]
+    threshold: float  # route small talk only at or above this probability
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def p_small_talk(self, text: str) -> float:
+        w = self.weights
+        z = self.bias + sum(w.get(f, 0.0) for f in set(features(text)))
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+    def to_json(self) -> str:
+        body = {
+            "bias": round(self.bias, 5),
+            "threshold": self.threshold,
+            "meta": self.meta,
+            "weights": {k: round(v, 4) for k, v in sorted(self.weights.items()) if abs(v) >= 1e-3},
+        }
+        return json.dumps(body, indent=0, sort_keys=False, ensure_ascii=False)
+
+    @classmethod
+    def load(cls, path: Path = WEIGHTS_PATH) -> RoutingModel:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return cls(
+            bias=float(raw["bias"]),
+            weights={str(k): float(v) for k, v in raw["weights"].items()},
+            threshold=float(raw["threshold"]),
+            meta=dict(raw.get("meta", {})),
+        )
+
+
+def fit(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    *,
+    l2: float = 1e-3,
+    epochs: int = 400,
+    lr: float = 0.5,
+    min_count: int = 1,
+) -> tuple[float, dict[str, float]]:
+    """Full-batch gradient descent on the L2-regularised logistic loss (numpy, offline)."""
+    import numpy as np
+
+    counts: Counter[str] = Counter(f for t in texts for f in set(features(t)))
+    vocab = sorted(f for f, c in counts.items() if c >= min_count)
+    index = {f: i for i, f in enumerate(vocab)}
+    x = np.zeros((len(texts), len(vocab)), dtype=np.float64)
+    for row, text in enumerate(texts):
+        for f in set(features(text)):
+            if f in index:
+                x[row, index[f]] = 1.0
+    y = np.array([1.0 if label == SMALL_TALK_LABEL else 0.0 for label in labels])
+    w = np.zeros(len(vocab))
+    b = 0.0
+    n = float(len(texts))
+    for _ in range(epochs):
+        p = 1.0 / (1.0 + np.exp(-(x @ w + b)))
+        err = p - y
+        w -= lr * (x.T @ err / n + l2 * w)
+        b -= lr * float(err.mean())
+    return b, {f: float(w[i]) for f, i in index.items()}
+
+
+def train(
+    rows: Iterable[dict[str, Any]], *, folds: int = 5, margin: float = 0.05, l2: float = 1e-2
+) -> RoutingModel:
+    """Fit on single-message rows; pick the threshold by cross-validation on the same rows:
+    the highest P(small_talk) a held-back coaching message without coaching vocabulary got,
+    plus a margin (a real question sent to the cheap model is the expensive mistake)."""
+    singles = [r for r in rows if not r.get("history")]
+    texts = [str(r["text"]) for r in singles]
+    labels = [str(r["label"]) for r in singles]
+    worst_coaching = 0.5
+    for k in range(folds):
+        fit_idx = [i for i in range(len(texts)) if i % folds != k]
+        bias, weights = fit([texts[i] for i in fit_idx], [labels[i] for i in fit_idx], l2=l2)
+        probe = RoutingModel(bias, weights, 1.0)
+        for i in range(k, len(texts), folds):
+            # messages with coaching vocabulary never go cheap (a rule in routing.py), so
+            # only the others decide how high the bar must be
+            if labels[i] != SMALL_TALK_LABEL and not domain_hits(tokens(texts[i])):
+                worst_coaching = max(worst_coaching, probe.p_small_talk(texts[i]))
+    threshold = round(min(0.95, worst_coaching + margin), 3)
+    bias, weights = fit(texts, labels, l2=l2)
+    meta = {
+        "l2": l2,
+        "margin": margin,
+        "trained_on": len(texts),
+        "cv_folds": folds,
+        "cv_worst_coaching_p": worst_coaching,
+    }
+    return RoutingModel(bias, weights, threshold, meta)
