@@ -19,6 +19,7 @@ from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from app.lib.auth import current_viewer, member, requires_member, sign_in, sign_out
 from app.lib.htmx import VARY_HX, is_htmx, safe_next
+from app.routes.coach_pages import coach_page_router
 from app.services.accounts import AccountService, validate_sign_up
 from app.services.challenges import ChallengeService
 from app.services.errors import ConflictError
@@ -87,11 +88,6 @@ async def leaderboard_page() -> Template:
 @get("/users/{user_id:int}", name="user", include_in_schema=False)
 async def user_page(reputation: ReputationService, user_id: int) -> Template:
     return Template("pages/user.html", context={"reputation": await reputation.for_user(user_id)})
-
-
-@get("/coach", name="coach", guards=[requires_member], include_in_schema=False)
-async def coach_page() -> Template:
-    return Template("pages/coach.html")
 
 
 # ---- sign in / up / out ----------------------------------------------------------------
@@ -218,7 +214,7 @@ page_router = Router(
         challenge_page,
         leaderboard_page,
         user_page,
-        coach_page,
+        coach_page_router,  # /coach and its form actions and stream (routes/coach_pages.py)
         login_page,
         login,
         signup_page,
