@@ -6,7 +6,8 @@ model (``routing_model``), conversation-aware:
 1. Pure social messages (greetings, thanks, goodbyes, laughter) are small talk, even in the
    middle of a coaching thread.
 2. A short reply ("yes, make it 4 weeks", "ok", "mornings") that continues a coaching thread
-   (the member's previous message was routed to coaching) stays coaching.
+   (the coach's last message was about the member's habits, or the member's previous
+   message was routed to coaching) stays coaching.
 3. A message with words of the coaching domain (streak, run, sleep, plan...) is never sent
    cheap, whatever the model says.
 4. Otherwise the model's P(small_talk) must reach its threshold, chosen by cross-validation
@@ -29,6 +30,7 @@ SMALL_TALK = "small_talk"
 SHORT_REPLY_WORDS = 6
 THREAD_LOOKBACK = 4
 # how many earlier member messages may be followed to find the thread
+COACH_MESSAGE_HITS = 2  # coaching words in the coach's last message that make it a thread
 THREAD_BAR = 0.9  # inside a coaching thread the model must be this sure to route cheap
 
 # Whole messages (or comma/"and"-separated parts of one) that are purely social.
@@ -88,7 +90,12 @@ def is_short(text: str) -> bool:
 
 
 def _thread_is_coaching(history: Sequence[Turn], depth: int = THREAD_LOOKBACK) -> bool:
-    """Was the member's latest earlier message routed to coaching? (follows short replies)"""
+    """Is the conversation in a coaching thread? Yes if the coach's last message was about
+    the member's habits (two or more coaching words: a plan, a question about it) or the
+    member's latest earlier message was routed to coaching (followed through short replies)."""
+    last_reply = history[-1] if history and history[-1].role == "assistant" else None
+    if last_reply and domain_hits(tokens(last_reply.content)) >= COACH_MESSAGE_HITS:
+        return True
     users = [i for i, t in enumerate(history) if t.role == "user"]
     if not users or depth <= 0:
         return False

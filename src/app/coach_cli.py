@@ -1,0 +1,141 @@
+"""`python -m app coach route | bench | train-router | eval-router` (registered by app.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from app.services.coach.routing_model import DATA_DIR, WEIGHTS_PATH
+
+ROUTING_DIR = DATA_DIR / "routing"
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    coach = sub.add_parser("coach", help="coach tools: routing and the spend benchmark")
+    actions = coach.add_subparsers(dest="coach_command", required=True)
+
+    route = actions.add_parser(
+        "route", help='JSON lines {"history","text"} on stdin -> {"route","model"} per line'
+    )
+    route.add_argument("--reason", action="store_true", help="also print the reason")
+    route.set_defaults(func=_route)
+
+    bench = actions.add_parser("bench", help="replay conversations: baseline vs policy spend")
+    bench.add_argument("--conversations", type=Path, default=None)
+    bench.add_argument(
+        "--price-as",
+        default=None,
+        help="route=model pairs (default: coaching=gpt-4o,small_talk=gpt-4o-mini,"
+        "summary=gpt-4o-mini)",
+    )
+    bench.add_argument("--json", action="store_true", help="print only the JSON report")
+    bench.add_argument("--limit", type=int, default=None, help="first N conversations")
+    bench.add_argument("--max-turns", type=int, default=None, help="first N turns of each")
+    bench.add_argument("--max-tokens", type=int, default=32, help="answer length cap")
+    bench.set_defaults(func=_bench)
+
+    train = actions.add_parser("train-router", help="fit the routing model on the train split")
+    train.add_argument("--data", type=Path, default=ROUTING_DIR / "train.jsonl")
+    train.add_argument("--out", type=Path, default=WEIGHTS_PATH)
+    train.set_defaults(func=_train)
+
+    evaluate = actions.add_parser("eval-router", help="accuracy and p99 latency on a split")
+    evaluate.add_argument("--data", type=Path, default=ROUTING_DIR / "heldout.jsonl")
+    evaluate.add_argument("--errors", action="store_true", help="list the misrouted rows")
+    evaluate.set_defaults(func=_evaluate)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+
+def _history(raw: Any) -> list[Any]:
+    from app.services.coach.prompt import Turn
+
+    return [Turn(str(h.get("role", "")), str(h.get("content", ""))) for h in raw or []]
+
+
+def _route(args: argparse.Namespace) -> int:
+    from app.services.coach.routing import COACHING, classify
+    from app.settings import get_settings
+
+    settings = get_settings()
+    models = {COACHING: settings.coach_model}
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        item = json.loads(line)
+        decision = classify(_history(item.get("history")), str(item.get("text", "")))
+        out = {
+            "route": decision.route,
+            "model": models.get(decision.route, settings.small_talk_model),
+        }
+        if args.reason:
+            out["reason"] = decision.reason
+        sys.stdout.write(json.dumps(out) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from app.services.coach import bench
+    from app.settings import get_settings
+
+    report = asyncio.run(
+        bench.run(
+            get_settings(),
+            conversations_path=args.conversations or bench.DEFAULT_CONVERSATIONS,
+            price_as=bench.parse_price_as(args.price_as),
+            limit=args.limit,
+            max_turns=args.max_turns,
+            max_tokens=args.max_tokens,
+        )
+    )
+    if not args.json:
+        sys.stderr.write(
+            f"baseline ${report['baseline']['cost_usd']:.4f}  policy "
+            f"${report['policy']['cost_usd']:.4f}  reduction {report['reduction']:.1%}\n"
+        )
+    print(json.dumps(report))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from app.services.coach.routing_model import train
+
+    model = train(_read_jsonl(args.data))
+    args.out.write_text(model.to_json() + "\n", encoding="utf-8")
+    print(json.dumps({"out": str(args.out), "threshold": model.threshold, **model.meta}))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from app.services.coach.routing import classify, evaluate, model
+
+    rows = _read_jsonl(args.data)
+    model()  # loaded before timing
+    timings = []
+    for row in rows:
+        history = _history(row.get("history"))
+        started = time.perf_counter()
+        decision = classify(history, str(row["text"]))
+        timings.append((time.perf_counter() - started) * 1000)
+        if args.errors and decision.route != row["label"]:
+            print(json.dumps({"label": row["label"], "text": row["text"], "got": decision.reason}))
+    timings.sort()
+    p99 = timings[min(len(timings) - 1, int(len(timings) * 0.99))]
+    print(
+        json.dumps(
+            {
+                **evaluate(rows),
+                "p50_ms": round(timings[len(timings) // 2], 4),
+                "p99_ms": round(p99, 4),
+            }
+        )
+    )
+    return 0
