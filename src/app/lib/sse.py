@@ -1,24 +1,43 @@
-"""Server-sent events helpers: keep-alive comments between slow events."""
+"""Server-sent events helpers: keep-alive comments between slow events.
+
+When the client goes away Litestar cancels the response's cancel scope, and every await in
+that task is cancelled again and again. So the source is never cleaned up in the request's
+task: its pending read is cancelled (its own `finally` then runs in that separate task,
+where awaits work) or, if idle, it is closed in a detached task. Both are kept referenced
+until they finish so a partial answer can be saved."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+_cleanups: set[asyncio.Task[Any]] = set()
+
+
+def _keep(task: asyncio.Task[Any]) -> None:
+    _cleanups.add(task)
+    task.add_done_callback(_cleanups.discard)
+
+
+def _detached(coro: Coroutine[Any, Any, Any]) -> None:
+    _keep(asyncio.get_running_loop().create_task(coro))
+
+
+async def pending_cleanups() -> None:
+    """Wait for cleanups still running (tests and shutdown)."""
+    while _cleanups:
+        await asyncio.gather(*list(_cleanups), return_exceptions=True)
 
 
 async def with_keepalive(
     events: AsyncIterator[T], interval: float
 ) -> AsyncGenerator[T | None, None]:
     """Yield each event as it comes, and None whenever `interval` seconds pass without one
-    (the caller sends a comment line so proxies and browsers keep the stream open).
-
-    The pending read is never cancelled by the timeout; it is cancelled only when the
-    consumer goes away, which lets the source's own cleanup run."""
+    (the caller sends a comment line so proxies and browsers keep the stream open)."""
     pending: asyncio.Task[T] | None = None
+    finished = False
     try:
         while True:
             if pending is None:
@@ -29,14 +48,17 @@ async def with_keepalive(
                 continue
             task, pending = pending, None
             try:
-                yield task.result()
+                event = task.result()
             except StopAsyncIteration:
+                finished = True
                 return
+            yield event
     finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                await pending
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        if not finished:
+            if pending is not None:
+                _keep(pending)
+                pending.cancel()  # the source's cleanup runs inside that task
+            else:
+                aclose = getattr(events, "aclose", None)
+                if aclose is not None:
+                    _detached(aclose())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
@@ -32,32 +33,34 @@ async def _messages(
 ) -> AsyncGenerator[ServerSentEventMessage, None]:
     started = time.perf_counter()
     tokens = 0
-    outcome = "disconnected"
-    try:
-        async for event in with_keepalive(events, KEEPALIVE_SECONDS):
+    # The request's single log line carries the stream's outcome (updated as it goes,
+    # since a disconnected stream never reaches the end of this function).
+    add_log_fields(request.scope, stream_outcome="disconnected", stream_tokens=0)
+    async with contextlib.aclosing(with_keepalive(events, KEEPALIVE_SECONDS)) as stream:
+        async for event in stream:
             if event is None:
                 yield ServerSentEventMessage(data=None, comment="keep-alive")
-            elif isinstance(event, Token):
+                continue
+            if isinstance(event, Token):
                 tokens += 1
-                yield ServerSentEventMessage(
-                    event="token", data=str(escape(event.text)) if html else event.text
-                )
-            elif isinstance(event, Done):
-                outcome = "done"
+                add_log_fields(request.scope, stream_tokens=tokens)
+                data = str(escape(event.text)) if html else event.text
+                yield ServerSentEventMessage(event="token", data=data)
+                continue
+            outcome = "done" if isinstance(event, Done) else "error"
+            add_log_fields(
+                request.scope,
+                stream_outcome=outcome,
+                stream_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+            if isinstance(event, Done):
                 yield ServerSentEventMessage(
                     event="done", data=msgspec.json.encode(event.record).decode()
                 )
             elif isinstance(event, Failed):
-                outcome = "error"
-                payload = msgspec.json.encode({"message": event.message}).decode()
-                yield ServerSentEventMessage(
-                    event="error", data=str(escape(event.message)) if html else payload
+                data = (
+                    str(escape(event.message))
+                    if html
+                    else msgspec.json.encode({"message": event.message}).decode()
                 )
-    finally:
-        # One log line per stream (the request observer writes it when the stream ends).
-        add_log_fields(
-            request.scope,
-            stream_outcome=outcome,
-            stream_tokens=tokens,
-            stream_ms=round((time.perf_counter() - started) * 1000, 1),
-        )
+                yield ServerSentEventMessage(event="error", data=data)

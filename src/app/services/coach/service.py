@@ -101,6 +101,7 @@ class CoachService:
         summary, _, turns = await self.store.context(reply.conversation_id, reply.reply_to)
         decision = classify(turns[:-1], turns[-1].content if turns else "")
         model = self._model_for(decision)
+        await self.gateway.ensure_loaded()  # never import litellm on the event loop
         messages = build_prompt(
             member_profile=await self.profile(user_id),
             summary=summary,

@@ -23,6 +23,7 @@ from prometheus_client import Counter, Histogram
 from app.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+LOCAL_PREFIX = "local/"
 
 Message = dict[str, Any]
 
@@ -118,8 +119,15 @@ class LLMGateway:
         self.settings = settings or get_settings()
         # whole answer bound; proposed setting COACH_TOTAL_TIMEOUT
         self.total_timeout = total_timeout or max(60.0, 4 * self.settings.coach_timeout)
+        self._warming: asyncio.Future[None] | None = None
 
     async def warm_up(self) -> None:
+        """Warm up once; concurrent callers (and the first answers) share the same run."""
+        if self._warming is None:
+            self._warming = asyncio.ensure_future(self._warm_up())
+        await asyncio.shield(self._warming)
+
+    async def _warm_up(self) -> None:
         """Import litellm, load the local model and prime litellm's first-call setup.
 
         Call it at startup (in a background task): cold, the first answer waits ~5 s for
@@ -138,6 +146,10 @@ class LLMGateway:
             )
             async for _ in response:
                 pass
+
+    async def ensure_loaded(self) -> None:
+        """Import litellm off the event loop (count_tokens and cost_usd need it loaded)."""
+        await _litellm_off_loop()
 
     def count_tokens(self, model: str, messages: Sequence[Message]) -> int:
         """Prompt size as litellm counts it for ``model`` (offline tokenizers only)."""
@@ -190,16 +202,24 @@ class LLMGateway:
         temperature: float | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
         """Token deltas as they arrive, then one ``Completion``; see the module docstring."""
+        started = time.perf_counter()
         litellm = await _litellm_off_loop()
         primary = model or self.settings.coach_model
         fallback = fallback_model or self.settings.coach_fallback_model
-        plan = [primary, primary] + ([fallback] if fallback != primary else [])
-        started = time.perf_counter()
+        # A local model that timed out will not be faster on a retry: one attempt, then fallback.
+        retries = [] if primary.startswith(LOCAL_PREFIX) else [primary]
+        plan = [primary, *retries] + ([fallback] if fallback != primary else [])
+        if self._warming is not None and not self._warming.done():
+            # A cold start in progress: wait for it (inside the first-token budget) rather
+            # than racing it for the same locks and doing the cold work twice.
+            with contextlib.suppress(TimeoutError, Exception):
+                async with asyncio.timeout(self.settings.coach_timeout / 2):
+                    await asyncio.shield(self._warming)
         first_token_deadline = started + self.settings.coach_timeout
         failures: list[str] = []
         retry_same = True
         for index, candidate in enumerate(plan):
-            if index == 1 and not retry_same:
+            if index == 1 and retries and not retry_same:
                 continue  # a non-transient error: go straight to the fallback
             remaining = first_token_deadline - time.perf_counter()
             if remaining <= 0:
