@@ -69,8 +69,9 @@ def _template_globals(engine: JinjaTemplateEngine) -> None:
     engine.engine.globals.update(asset_url=asset_url)
 
 
-def _is_login_attempt(request: object) -> bool:
-    """Rate limit only password checks (brute force), not the whole site."""
+async def _is_login_attempt(request: object) -> bool:
+    """Rate limit only password checks (brute force), not the whole site. Async on purpose:
+    Litestar runs a sync check_throttle_handler in a worker thread, on every request."""
     path = getattr(getattr(request, "url", None), "path", "")
     return getattr(request, "method", "") == "POST" and path in LOGIN_PATHS
 

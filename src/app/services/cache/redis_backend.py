@@ -11,6 +11,7 @@ Tokens are unique (time + random), never counters, so an expired token cannot co
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 import time
 from collections.abc import Iterable
@@ -19,6 +20,7 @@ from typing import Any
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
 
 from app.services.cache.backends import Snapshot, Stamp
 from app.services.cache.keys import PREFIX, new_token
@@ -92,15 +94,33 @@ def create_client(url: str, *, timeout: float, max_connections: int = 16) -> Red
     return Redis.from_pool(pool)
 
 
+class _Script:
+    """EVALSHA, loading the script on NOSCRIPT. redis-py's ``AsyncScript.__call__`` does the
+    same plus an ``isinstance`` against a typing Protocol on every call, which cost ~10% of a
+    worker's CPU on cache hits under load."""
+
+    def __init__(self, client: Redis, source: str) -> None:
+        self.client = client
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, *, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await self.client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            self.sha = await self.client.script_load(self.source)
+            return await self.client.evalsha(self.sha, len(keys), *keys, *args)
+
+
 class RedisBackend:
     """Cache backend on a shared ``redis.asyncio`` client (owned: ``close`` closes it)."""
 
     def __init__(self, client: Redis) -> None:
         self.client = client
-        self._read = client.register_script(_READ)
-        self._write = client.register_script(_WRITE)
-        self._invalidate = client.register_script(_INVALIDATE)
-        self._unlock = client.register_script(_UNLOCK)
+        self._read = _Script(client, _READ)
+        self._write = _Script(client, _WRITE)
+        self._invalidate = _Script(client, _INVALIDATE)
+        self._unlock = _Script(client, _UNLOCK)
 
     @property
     def distributed(self) -> bool:
