@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.services.cache import CacheService
 from app.services.challenges import ChallengeService
 from app.services.coach.limits import ChatRateLimiter
+from app.services.coach.memory import keeper_for
 from app.services.coach.prompt import profile
 from app.services.coach.service import CoachService, ProfileLoader
 from app.services.coach.store import CoachStore
@@ -47,4 +48,6 @@ def build_coach(
         settings=settings,
         limiter=ChatRateLimiter(rate_limit_store, settings.coach_rate_limit_per_minute),
         profile=profile_loader(sessions, cache),
+        # the rolling summary is updated in the background, after the answer is saved
+        after_answer=keeper_for(sessions, gateway, settings).schedule,
     )
