@@ -1,0 +1,249 @@
+"""Memory and ledger against the real databases (SQLite and PostgreSQL), with a scripted
+gateway: the answer streams at once while the summary model is held back on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from litestar.stores.memory import MemoryStore
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db.engine import make_engine, make_sessionmaker
+from app.db.models import Conversation, LlmCall, Message, User
+from app.services.coach.events import Done
+from app.services.coach.limits import ChatRateLimiter
+from app.services.coach.memory import MemoryKeeper
+from app.services.coach.service import CoachService
+from app.services.coach.store import CoachStore
+from app.services.llm import Completion, LLMGateway, StreamEvent, TokenDelta
+from app.settings import Settings
+
+ANSWER = ["Plan: ", "run ", "3 days ", "a week."]
+
+
+class ScriptedGateway(LLMGateway):
+    """Answers at once; summaries wait until `release` is set (a slow summary model)."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.release = asyncio.Event()
+        self.prompts: list[list[dict[str, Any]]] = []
+        self.summaries = 0
+
+    async def ensure_loaded(self) -> None:
+        return None
+
+    def count_tokens(self, model: str, messages: Sequence[dict[str, Any]]) -> int:
+        return sum(4 + len(str(m["content"])) // 4 for m in messages)
+
+    def cost_usd(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        return prompt_tokens * 2.5e-6 + completion_tokens * 1e-5
+
+    def _record(
+        self, model: str, route: str, messages: Sequence[dict[str, Any]], text: str
+    ) -> Completion:
+        prompt, completion = self.count_tokens(model, messages), len(text.split())
+        return Completion(
+            model=model,
+            route=route,
+            text=text,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost_usd=self.cost_usd(model, prompt, completion),
+            ttft_ms=1.0,
+            total_ms=2.0,
+            finish_reason="stop",
+            usage_source="counted",
+        )
+
+    async def stream(  # type: ignore[override]
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        model: str | None = None,
+        route: str = "coaching",
+        **_: Any,
+    ) -> AsyncIterator[StreamEvent]:
+        self.prompts.append(list(messages))
+        for piece in ANSWER:
+            yield TokenDelta(piece)
+        yield self._record(model or "local/smollm2", route, messages, "".join(ANSWER))
+
+    async def complete(  # type: ignore[override]
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        model: str | None = None,
+        route: str = "summary",
+        **_: Any,
+    ) -> Completion:
+        await self.release.wait()
+        self.summaries += 1
+        return self._record(
+            model or "local/smollm2", route, messages, "The member wants to run a 5k with Priya."
+        )
+
+
+@pytest.fixture
+async def sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = make_engine(settings)
+    yield make_sessionmaker(engine)
+    await engine.dispose()
+
+
+@pytest.fixture
+async def user_id(sessions: async_sessionmaker[AsyncSession]) -> int:
+    async with sessions() as s:
+        user = User(
+            email=f"memory-{id(s)}-{asyncio.get_running_loop().time()}@example.test",
+            password_hash="!",
+            display_name="Mem",
+        )
+        s.add(user)
+        await s.commit()
+        return user.id
+
+
+def build(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], window: int = 2
+) -> tuple[CoachService, MemoryKeeper, ScriptedGateway]:
+    settings = replace(
+        settings,
+        coach_window_turns=window,
+        coach_rate_limit_per_minute=10**6,
+        coach_daily_token_budget=10**9,
+    )
+    gateway = ScriptedGateway(settings)
+    keeper = MemoryKeeper(sessions, gateway, settings)
+
+    async def profile(_: int) -> str:
+        return 'name: "Mem"'
+
+    service = CoachService(
+        store=CoachStore(sessions),
+        gateway=gateway,
+        settings=settings,
+        limiter=ChatRateLimiter(MemoryStore(), 10**6),
+        profile=profile,
+        after_answer=keeper.schedule,
+    )
+    return service, keeper, gateway
+
+
+async def exchange(
+    service: CoachService, user_id: int, text: str, cid: int | None
+) -> tuple[int, Done]:
+    posted = await service.post(user_id, text, cid)
+    done = None
+    async for event in await service.open_stream(user_id, posted.reply_id):
+        if isinstance(event, Done):
+            done = event
+    assert done is not None, "the answer must complete"
+    return posted.conversation_id, done
+
+
+async def test_answer_completes_while_its_summary_is_still_pending(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], user_id: int
+) -> None:
+    service, keeper, gateway = build(settings, sessions, window=2)
+    cid, _ = await exchange(service, user_id, "I want to run a 5k in 8 weeks with Priya.", None)
+    cid, done = await exchange(service, user_id, "What should week one look like?", cid)
+    assert done.record.route == "coaching"
+    assert keeper.pending == 1  # the summary is still waiting for its (slow) model
+    async with sessions() as s:
+        conv = await s.get(Conversation, cid)
+        assert conv is not None and conv.summary == ""
+    gateway.release.set()
+    await keeper.drain(timeout=10)
+    async with sessions() as s:
+        conv = await s.get(Conversation, cid)
+        assert conv is not None
+        assert "5k in 8 weeks" in conv.summary and "Priya" in conv.summary
+        assert len(conv.summary) <= settings.coach_summary_max_chars
+        kinds = list(await s.scalars(select(LlmCall.kind).where(LlmCall.conversation_id == cid)))
+    assert kinds.count("answer") == 2 and kinds.count("summary") >= 1
+    # the next prompt carries the memory instead of the folded turns
+    await exchange(service, user_id, "ok", cid)
+    system = gateway.prompts[-1][0]["content"]
+    assert "5k in 8 weeks" in system
+    await keeper.drain(timeout=10)
+
+
+async def test_two_summary_jobs_never_clobber_each_other(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], user_id: int
+) -> None:
+    service, keeper, gateway = build(settings, sessions, window=2)
+    gateway.release.set()
+    cid = None
+    for text in ("My goal is 10k steps a day.", "I will walk after lunch.", "And on weekends?"):
+        cid, _ = await exchange(service, user_id, text, cid)
+    await keeper.drain(timeout=10)
+    assert cid is not None
+    # two workers (two keepers, no shared lock) race on the same conversation
+    async with sessions() as s:
+        conv = await s.get(Conversation, cid)
+        assert conv is not None
+        before = conv.summarized_through
+    _, other, _ = build(settings, sessions, window=1)
+    _, third, _ = build(settings, sessions, window=1)
+    for g in (other.gateway, third.gateway):
+        assert isinstance(g, ScriptedGateway)
+        g.release.set()
+    won = await asyncio.gather(other.update(cid), third.update(cid))
+    assert sorted(won) == [False, True]  # compare-and-set: exactly one wins
+    async with sessions() as s:
+        conv = await s.get(Conversation, cid)
+        assert conv is not None and conv.summarized_through is not None
+        assert before is None or conv.summarized_through > before
+        assert "10k steps" in conv.summary
+
+
+async def test_ledger_totals_equal_the_per_message_records(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], user_id: int
+) -> None:
+    service, keeper, gateway = build(settings, sessions, window=4)
+    gateway.release.set()
+    cid = None
+    for text in ("hi", "I want to sleep before 11pm.", "how?", "thanks!", "I will try 12:30."):
+        cid, _ = await exchange(service, user_id, text, cid)
+    await keeper.drain(timeout=10)
+    async with sessions() as s:
+        messages = (
+            await s.execute(
+                select(
+                    func.sum(Message.prompt_tokens),
+                    func.sum(Message.completion_tokens),
+                    func.sum(Message.cost_usd),
+                    func.count(),
+                ).where(Message.conversation_id == cid, Message.role == "assistant")
+            )
+        ).one()
+        answers = (
+            await s.execute(
+                select(
+                    func.sum(LlmCall.prompt_tokens),
+                    func.sum(LlmCall.completion_tokens),
+                    func.sum(LlmCall.cost_usd),
+                    func.count(),
+                ).where(LlmCall.conversation_id == cid, LlmCall.kind == "answer")
+            )
+        ).one()
+        routes = set(
+            await s.scalars(select(Message.route_reason).where(Message.conversation_id == cid))
+        )
+        summaries = await s.scalar(
+            select(func.count()).where(LlmCall.conversation_id == cid, LlmCall.kind == "summary")
+        )
+    assert (
+        messages[0] == answers[0] and messages[1] == answers[1] and messages[3] == answers[3] == 5
+    )
+    assert messages[2] == pytest.approx(answers[2])
+    assert summaries == gateway.summaries >= 1
+    assert {r for r in routes if r} and all(
+        r is None or r.split(":")[0] in ("rule", "model") for r in routes
+    )
