@@ -2,6 +2,7 @@
 
 from litestar import Router
 
+from app.lib.conditional import ConditionalGetMiddleware
 from app.routes.api.auth import AuthController
 from app.routes.api.challenges import ChallengeController
 from app.routes.api.coach import CoachController
@@ -16,4 +17,5 @@ api_router = Router(
         LeaderboardController,
         PeopleController,
     ],
+    middleware=[ConditionalGetMiddleware],
 )

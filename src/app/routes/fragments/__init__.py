@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from litestar import Router
 
+from app.lib.conditional import ConditionalGetMiddleware
 from app.routes.fragments.challenges import (
     challenge_actions,
     challenge_check_ins,
@@ -31,6 +32,7 @@ fragments_router = Router(
         user_reputation,
     ],
     include_in_schema=False,
+    middleware=[ConditionalGetMiddleware],
 )
 
 __all__ = ["fragments_router"]

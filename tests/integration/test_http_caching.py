@@ -1,0 +1,132 @@
+"""Conditional GET on API reads and fragments, and freshness after every kind of write."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from tests.conftest import sign_up_api
+
+Client = AsyncTestClient[Litestar]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/challenges?page=2",
+        "/api/v1/challenges/3",
+        "/api/v1/leaderboard?limit=5",
+        "/api/v1/users/3/reputation",
+        "/fragments/trending",
+        "/fragments/leaderboard?limit=5",
+    ],
+)
+async def test_reads_carry_an_etag_and_answer_304(client: Client, path: str) -> None:
+    first = await client.get(path)
+    assert first.status_code == 200
+    etag = first.headers["etag"]
+    assert etag.startswith('"') and "no-cache" in first.headers["cache-control"]
+    again = await client.get(path, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["etag"] == etag
+    listed = await client.get(path, headers={"If-None-Match": f'"other", W/{etag}'})
+    assert listed.status_code == 304
+    stale = await client.get(path, headers={"If-None-Match": '"not-it"'})
+    assert stale.status_code == 200 and stale.content == first.content
+
+
+async def test_personal_reads_are_private(client: Client, auth: dict[str, str]) -> None:
+    res = await client.get("/api/v1/me", headers=auth)
+    assert res.headers["cache-control"].startswith("private")
+    assert "Authorization" in res.headers["vary"]
+
+
+async def test_static_assets_are_immutable_with_304(client: Client) -> None:
+    page = await client.get("/login")
+    href = page.text.split('href="/static/css/', 1)[1].split('"', 1)[0]
+    res = await client.get(f"/static/css/{href}", headers={"Accept-Encoding": "br"})
+    assert res.status_code == 200
+    assert res.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert res.headers["content-encoding"] == "br"
+    again = await client.get(f"/static/css/{href}", headers={"If-None-Match": res.headers["etag"]})
+    assert again.status_code == 304
+
+
+Write = Callable[[Client, dict[str, str], int], Awaitable[Any]]
+
+
+async def _join(client: Client, auth: dict[str, str], cid: int) -> None:
+    assert (await client.post(f"/api/v1/challenges/{cid}/join", headers=auth)).status_code == 201
+
+
+async def _check_in(client: Client, auth: dict[str, str], cid: int) -> None:
+    await _join(client, auth, cid)
+    res = await client.post(
+        f"/api/v1/challenges/{cid}/check-ins", json={"note": "fresh"}, headers=auth
+    )
+    assert res.status_code == 201
+
+
+async def _edit(client: Client, auth: dict[str, str], cid: int) -> None:
+    res = await client.patch(
+        f"/api/v1/challenges/{cid}", json={"title": "Renamed challenge"}, headers=auth
+    )
+    assert res.status_code == 200
+
+
+def _participants(body: dict[str, Any], cid: int) -> Any:
+    return body["participants"]
+
+
+# Each write, the reads it changes, and how to see the change: read before, write, read after.
+CASES: list[tuple[str, Write, list[str]]] = [
+    ("join", _join, ["/api/v1/challenges/{cid}", "/api/v1/challenges?q=freshness"]),
+    (
+        "check-in",
+        _check_in,
+        [
+            "/api/v1/challenges/{cid}/check-ins",
+            "/api/v1/users/{uid}/reputation",
+            "/api/v1/me",
+        ],
+    ),
+    ("edit", _edit, ["/api/v1/challenges/{cid}", "/api/v1/challenges?q=freshness"]),
+]
+
+
+@pytest.mark.parametrize(("name", "write", "reads"), CASES, ids=[c[0] for c in CASES])
+async def test_no_stale_read_after_a_write(
+    client: Client, name: str, write: Write, reads: list[str]
+) -> None:
+    member = await sign_up_api(client, f"Fresh {name}")
+    auth = {"Authorization": f"Bearer {member['token']}"}
+    created = await client.post(
+        "/api/v1/challenges",
+        json={"title": f"Freshness {name}", "category": "testing"},
+        headers=auth,
+    )
+    cid = created.json()["id"]
+    urls = [r.format(cid=cid, uid=member["id"]) for r in reads]
+    before = [(await client.get(u, headers=auth)).json() for u in urls]  # warm the cache
+    before_again = [(await client.get(u, headers=auth)).json() for u in urls]
+    assert before == before_again
+    await write(client, auth, cid)
+    after = [(await client.get(u, headers=auth)).json() for u in urls]
+    for url, old, new in zip(urls, before, after, strict=True):
+        assert old != new, f"{name}: {url} still shows the data from before the write"
+
+
+async def test_new_challenge_is_visible_at_once(client: Client, auth: dict[str, str]) -> None:
+    missing = await client.get("/api/v1/challenges/987654")
+    assert missing.status_code == 404
+    listed = (await client.get("/api/v1/challenges?q=brand+new+habit")).json()
+    assert listed["total"] == 0
+    res = await client.post(
+        "/api/v1/challenges", json={"title": "Brand new habit", "category": "testing"}, headers=auth
+    )
+    assert res.status_code == 201
+    assert (await client.get("/api/v1/challenges?q=brand+new+habit")).json()["total"] == 1
