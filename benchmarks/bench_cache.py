@@ -21,10 +21,28 @@ def run_k6(base: str, seconds: int, vus: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         summary = Path(tmp) / "summary.json"
         subprocess.run(
-            [k6_binary(), "run", "--quiet", "--summary-export", str(summary),
-             "-e", f"BASE_URL={base}", "-e", f"DURATION={seconds}s", "-e", f"VUS={vus}",
-             "-e", "CHALLENGES=100", "-e", "USERS=300", str(ROOT / "loadtests" / "hot_reads.js")],
-            check=False, stdout=subprocess.DEVNULL,
+            [
+                k6_binary(),
+                "run",
+                "--quiet",
+                "--address",
+                "127.0.0.1:0",  # k6's own API server: never collide with another k6
+                "--summary-export",
+                str(summary),
+                "-e",
+                f"BASE_URL={base}",
+                "-e",
+                f"DURATION={seconds}s",
+                "-e",
+                f"VUS={vus}",
+                "-e",
+                "CHALLENGES=100",
+                "-e",
+                "USERS=300",
+                str(ROOT / "loadtests" / "hot_reads.js"),
+            ],
+            check=False,
+            stdout=subprocess.DEVNULL,
         )
         data = json.loads(summary.read_text())
     metrics = data["metrics"]
@@ -65,11 +83,17 @@ def main() -> None:
         with app_server({"DATABASE_URL": url, **env}) as base:
             results[mode] = measure(base, args.seconds, args.vus)
 
-    print(f"\nHot reads, {args.seconds}s each, {args.vus} concurrent clients, 1 worker, PostgreSQL (load scale)")
-    print(f"{'mode':<10} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'SQL/req':>8} {'failed':>7}")
+    print(
+        f"\nHot reads, {args.seconds}s each, {args.vus} concurrent clients, 1 worker, PostgreSQL (load scale)"
+    )
+    print(
+        f"{'mode':<10} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'SQL/req':>8} {'failed':>7}"
+    )
     for mode, r in results.items():
-        print(f"{mode:<10} {r['rps']:>8.0f} {r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} {r['p99_ms']:>8.2f} "
-              f"{r['queries_per_request']:>8.2f} {r['failed']:>7.2%}")
+        print(
+            f"{mode:<10} {r['rps']:>8.0f} {r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+            f"{r['queries_per_request']:>8.2f} {r['failed']:>7.2%}"
+        )
     ratio = results["cache on"]["rps"] / max(results["cache off"]["rps"], 1e-9)
     print(f"throughput ratio (on/off): {ratio:.1f}x")
     print(json.dumps({"ratio": ratio, **results}))
