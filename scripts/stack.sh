@@ -14,7 +14,11 @@
 #   STACK_PROMETHEUS_PORT (9090), STACK_REDIS_PORT (6379), STACK_READY_TIMEOUT (90 s),
 #   STACK_CACHE=off: serve a second, cache-disabled app (CACHE_ENABLED=false) on
 #   STACK_APP_PORT (default 8001 then) next to the normal one, for comparisons.
+#   STACK_DIRECT=on: serve a second app that connects to PostgreSQL directly (no pgbouncer,
+#   DATABASE_POOLER=false) on STACK_APP_PORT (default 8002 then), for direct vs pooled pairs.
 #   STACK_SKIP_APP=1: everything but migrate/seed/serve (infrastructure only).
+# The app inherits the caller's environment, so settings such as LOGIN_RATE_LIMIT or
+# COACH_RATE_LIMIT_PER_MINUTE can be given on the command line (scripts/loadtest.py does).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,7 +26,10 @@ RUN="${STACK_DIR:-$ROOT/var/stack}"
 PY="${STACK_PYTHON:-$ROOT/.venv/bin/python}"
 DB="${STACK_DB:-momentum}"
 CACHE="${STACK_CACHE:-on}"
-if [[ "$CACHE" == "off" ]]; then APP_PORT="${STACK_APP_PORT:-8001}"; else APP_PORT="${STACK_APP_PORT:-8000}"; fi
+DIRECT="${STACK_DIRECT:-off}"
+if [[ "$CACHE" == "off" ]]; then APP_PORT="${STACK_APP_PORT:-8001}"
+elif [[ "$DIRECT" == "on" ]]; then APP_PORT="${STACK_APP_PORT:-8002}"
+else APP_PORT="${STACK_APP_PORT:-8000}"; fi
 WORKERS="${STACK_WORKERS:-2}"
 PGB_PORT="${STACK_PGBOUNCER_PORT:-6432}"
 PROM_PORT="${STACK_PROMETHEUS_PORT:-9090}"
@@ -271,8 +278,9 @@ start_app() {
   }
 }
 launch_app() {
-  local name="$1" cache_enabled="$2"
-  log "serving the app on :$APP_PORT ($WORKERS workers, cache $CACHE, through pgbouncer :$PGB_PORT)"
+  local name="$1" cache_enabled="$2" db_url="$POOLED_URL" pooler=true via="through pgbouncer :$PGB_PORT"
+  if [[ "$DIRECT" == on ]]; then db_url="$DIRECT_URL" pooler=false via="directly on PostgreSQL :$PG_PORT"; fi
+  log "serving the app on :$APP_PORT ($WORKERS workers, cache $CACHE, $via)"
   # Multiprocess metrics: one fresh directory per app, emptied on every start (files left by
   # dead workers would otherwise keep adding their old counts to /metrics).
   local metrics_dir="$RUN/$name.metrics"
@@ -280,7 +288,7 @@ launch_app() {
   mkdir -p "$metrics_dir"
   # setsid: its own process group, so `down` stops the master and its workers together.
   env MOMENTUM_STACK_APP="$RUN/$name" \
-    DATABASE_URL="$POOLED_URL" DATABASE_POOLER=true DATABASE_DIRECT_URL="$DIRECT_URL" \
+    DATABASE_URL="$db_url" DATABASE_POOLER="$pooler" DATABASE_DIRECT_URL="$DIRECT_URL" \
     REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" APP_ENV=production SECRET_KEY="$(secret_key)" \
     CACHE_ENABLED="$cache_enabled" PROMETHEUS_MULTIPROC_DIR="$metrics_dir" \
     setsid "$PY" -m app serve --host 127.0.0.1 --port "$APP_PORT" --workers "$WORKERS" \
@@ -290,7 +298,7 @@ launch_app() {
 
 # --- commands -------------------------------------------------------------------------------
 APP_PORT_MAIN="${STACK_APP_PORT:-8000}"
-[[ "$CACHE" == off ]] && APP_PORT_MAIN=8000  # Prometheus keeps scraping the main app
+[[ "$CACHE" == off || "$DIRECT" == on ]] && APP_PORT_MAIN=8000  # Prometheus keeps scraping the main app
 
 up() {
   mkdir -p "$RUN"
