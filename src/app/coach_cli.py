@@ -94,6 +94,7 @@ def _bench(args: argparse.Namespace) -> int:
             limit=args.limit,
             max_turns=args.max_turns,
             max_tokens=args.max_tokens,
+            progress=lambda line: print(line, file=sys.stderr, flush=True),
         )
     )
     if not args.json:

@@ -247,3 +247,19 @@ async def test_ledger_totals_equal_the_per_message_records(
     assert {r for r in routes if r} and all(
         r is None or r.split(":")[0] in ("rule", "model") for r in routes
     )
+
+
+@pytest.mark.slow
+async def test_bench_short_run_on_the_real_model() -> None:
+    """The spend bench end to end on the local model, cut down to seconds."""
+    from app.services.coach import bench
+    from app.settings import get_settings
+
+    report = await bench.run(
+        replace(get_settings(), coach_warmup=False), limit=1, max_turns=4, max_tokens=4
+    )
+    assert set(report) >= {"baseline", "policy", "reduction", "per_turn_prompt_tokens"}
+    assert len(report["per_turn_prompt_tokens"]["baseline"]) == 4
+    assert len(report["per_turn_prompt_tokens"]["policy"]) == 4
+    assert report["baseline"]["prompt_tokens"] > 0 and report["policy"]["calls"] >= 4
+    assert report["baseline"]["cost_usd"] > 0  # priced as gpt-4o although the model is free

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -92,10 +92,17 @@ def per_turn_means(per_turn: Sequence[Sequence[int]]) -> list[float]:
 
 
 class Bench:
-    def __init__(self, settings: Settings, gateway: LLMGateway, price_as: dict[str, str]):
+    def __init__(
+        self,
+        settings: Settings,
+        gateway: LLMGateway,
+        price_as: dict[str, str],
+        progress: Callable[[str], None] | None = None,
+    ):
         self.settings = settings
         self.gateway = gateway
         self.price_as = price_as
+        self.progress = progress or (lambda _: None)
 
     def price(self, route: str, prompt: int, completion: int) -> float:
         model = self.price_as.get(route, self.price_as["coaching"])
@@ -128,6 +135,7 @@ class Bench:
                 sizes.append(prompt)
                 history.append({"role": "assistant", "content": done.text})
             tally.per_turn.append(sizes)
+            self.progress(f"baseline {conv.get('id')}: {len(sizes)} turns")
         return tally, overflowed
 
     def _too_long(self, counted: int) -> bool:
@@ -192,6 +200,7 @@ class Bench:
                         routes["failed"] += 1
                 await keeper.update(conversation_id)  # what after_answer schedules, awaited
             tally.per_turn.append(sizes)
+            self.progress(f"policy {conv.get('id')}: {len(sizes)} turns")
         async with sessions() as s:
             for call in await s.scalars(select(LlmCall).order_by(LlmCall.id)):
                 cost = self.price(call.route, call.prompt_tokens, call.completion_tokens)
@@ -212,12 +221,16 @@ async def run(
     limit: int | None = None,
     max_turns: int | None = None,
     max_tokens: int = 32,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run both replays and return the report (the JSON `coach bench` prints)."""
-    settings = replace(settings, coach_max_tokens=max_tokens)
+    # a loaded CPU slows the local model; a timeout would drop a turn from the comparison
+    settings = replace(
+        settings, coach_max_tokens=max_tokens, coach_timeout=max(settings.coach_timeout, 120.0)
+    )
     gateway = LLMGateway(settings)
     await gateway.warm_up()
-    bench = Bench(settings, gateway, price_as or dict(DEFAULT_PRICE_AS))
+    bench = Bench(settings, gateway, price_as or dict(DEFAULT_PRICE_AS), progress)
     conversations = load_conversations(conversations_path, limit)
     if max_turns:
         conversations = [{**c, "turns": c["turns"][:max_turns]} for c in conversations]
