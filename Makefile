@@ -10,7 +10,7 @@ export LITELLM_OFFLINE_MODE := true
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run migrate seed test test-fast lint fmt bench-cache bench-db stack-up stack-down \
+.PHONY: help install run migrate seed test test-fast lint fmt bench-cache bench-coach bench-coach-latency bench-db stack-up stack-down \
 	stack-status check-dashboard clean
 
 help: ## list the targets
@@ -54,6 +54,12 @@ test-fast: install ## the suite without slow tests
 
 bench-cache: install ## hot reads with the cache on vs off (req/s, p50/p95, queries per request)
 	$(PY) benchmarks/bench_cache.py
+
+bench-coach: install ## coach spend: baseline (full history) vs policy (routing + summary + window), priced as real models
+	$(PY) -m app coach bench --json --price-as coaching=gpt-4o,small_talk=gpt-4o-mini,summary=gpt-4o-mini
+
+bench-coach-latency: install ## time to first token and tokens/s through the app vs llama.cpp directly
+	$(PY) benchmarks/bench_coach_latency.py
 
 bench-db: install ## typical read direct vs pgbouncer, server connections at 200 clients (needs stack-up)
 	$(PY) scripts/bench_db.py

@@ -47,6 +47,7 @@ from app.routes.fragments import fragments_router
 from app.routes.pages import page_router
 from app.routes.system import healthz, readyz
 from app.services.cache import build_cache
+from app.services.coach.memory import drain_all
 from app.services.llm import LLMGateway
 from app.settings import Settings, get_settings
 
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             if warmup is not None:
                 warmup.cancel()
+            await drain_all(timeout=5.0)  # let pending coach summaries land (re-derivable)
             await cache.close()
             await engine.dispose()
 

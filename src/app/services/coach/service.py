@@ -21,6 +21,7 @@ from app.services.coach.store import CoachStore
 from app.services.coach.views import DoneEvent, PostedMessage
 from app.services.errors import InvalidInputError, RateLimitedError
 from app.services.llm import Completion, LLMGateway, LLMUnavailable, TokenDelta
+from app.services.llm.gateway import record_usage
 from app.settings import Settings
 
 ProfileLoader = Callable[[int], Awaitable[str]]
@@ -198,6 +199,7 @@ class CoachService:
         prompt_tokens = self.gateway.count_tokens(model, messages)
         completion_tokens = len(parts)  # local deltas are single tokens; close enough elsewhere
         cost = self.gateway.cost_usd(model, prompt_tokens, completion_tokens)
+        record_usage(model, decision.route, prompt_tokens, completion_tokens, cost)
         usage = {
             "model": model,
             "route": decision.route,

@@ -112,6 +112,13 @@ class _Usage:
     parts: list[str] = field(default_factory=list)
 
 
+def record_usage(model: str, route: str, prompt: int, completion: int, cost: float) -> None:
+    """Count tokens and spend in the metrics (also for answers cut short by the client)."""
+    LLM_TOKENS.labels(model, route, "prompt").inc(prompt)
+    LLM_TOKENS.labels(model, route, "completion").inc(completion)
+    LLM_COST.labels(model, route).inc(cost)
+
+
 class LLMGateway:
     """Every model call in the app goes through one of these (one per process is enough)."""
 
@@ -328,9 +335,7 @@ class LLMGateway:
             usage.completion = int(load_litellm().token_counter(model=model, text=text))
         cost = self.cost_usd(model, usage.prompt, usage.completion)
         total = time.perf_counter() - started
-        LLM_TOKENS.labels(model, route, "prompt").inc(usage.prompt)
-        LLM_TOKENS.labels(model, route, "completion").inc(usage.completion)
-        LLM_COST.labels(model, route).inc(cost)
+        record_usage(model, route, usage.prompt, usage.completion, cost)
         return Completion(
             model=model,
             route=route,
