@@ -174,6 +174,23 @@ def quantile(before: dict[float, float], after: dict[float, float], q: float) ->
 
 
 # ---- running k6 ----------------------------------------------------------------------------
+def fetch_tokens(base: str, count: int, first: int, path: Path) -> str:
+    """Log the load accounts in once per app (argon2 makes each login costly); k6 reads the file."""
+    tokens = []
+    for n in range(first, first + count):
+        body = {"email": f"load-{n:04d}@momentum.local", "password": "momentum-load"}
+        req = urllib.request.Request(  # noqa: S310 - loopback only
+            f"{base}/api/v1/auth/token",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        assert base.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(req, timeout=60) as res:  # noqa: S310
+            tokens.append(json.loads(res.read())["token"])
+    path.write_text(json.dumps(tokens))
+    return str(path)
+
+
 def run_k6(run: Run, stamp: str) -> None:
     out = RESULTS / f"{stamp}-{run.name}.json"
     args = [str(K6), "run", "--quiet", "--summary-export", str(out), "-e", f"BASE_URL={run.base}"]
@@ -261,7 +278,7 @@ def full_runs(args: argparse.Namespace, apps: dict[str, str]) -> list[Run]:
     mixed = {
         "READ_RATE": str(args.rate - args.write_rate * 2),
         "WRITE_RATE": str(args.write_rate),
-        "TOKENS": "200",
+        "TOKENS": str(args.tokens),
         "RUN_SEED": str(secrets.randbelow(1_000_000)),
     }
     s = args.duration
@@ -595,9 +612,13 @@ def main() -> int:
         "--no-restart", action="store_true", help="reuse running apps (else restart them)"
     )
     parser.add_argument("--only", default="", help="comma-separated run names")
+    parser.add_argument("--tokens", type=int, default=50, help="load accounts the mixed runs use")
     parser.add_argument("--strict", action="store_true", help="also fail on the stricter targets")
     parser.add_argument(
-        "--results", type=Path, default=ROOT / "loadtests" / "results", help="where summaries and reports go"
+        "--results",
+        type=Path,
+        default=ROOT / "loadtests" / "results",
+        help="where summaries and reports go",
     )
     args = parser.parse_args()
 
@@ -619,7 +640,21 @@ def main() -> int:
                 wanted = set(args.only.split(","))
                 runs = [r for r in runs if r.name in wanted]
             machine["busy_before"] = settle() if not args.smoke else cpu_busy()
+            token_files: dict[tuple[str, str], str] = {}
             for run in runs:
+                if run.script in ("mixed.js", "coach.js") and not args.smoke:
+                    first = "901" if run.script == "coach.js" else "1"
+                    key = (run.base, first)
+                    if key not in token_files:
+                        count = int(run.env.get("TOKENS", "5"))
+                        log(f"logging in {count} load accounts on {run.base}")
+                        token_files[key] = fetch_tokens(
+                            run.base,
+                            count,
+                            int(first),
+                            Path(tmp) / f"tokens-{len(token_files)}.json",
+                        )
+                    run.env["TOKENS_FILE"] = token_files[key]
                 if run.name == "cold_start" and not args.smoke:
                     log(f"cold_start: deleted {flush_app_cache()} momentum:v1:* keys")
                 elif (

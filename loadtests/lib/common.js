@@ -41,9 +41,14 @@ export function kindMetrics(kinds) {
   return t;
 }
 
+// Bearer tokens the runner fetched once (TOKENS_FILE, a JSON list), read in the init context.
+const TOKEN_FILE = __ENV.TOKENS_FILE ? JSON.parse(open(__ENV.TOKENS_FILE)) : null;
+
 // Bearer tokens of the seeded load accounts (load-0001..load-1000 / momentum-load).
 // Bounded: TOKENS logins, sequential, in setup(); the load stack raises LOGIN_RATE_LIMIT.
+// Logins hash passwords (argon2) and are slow, so scripts/loadtest.py passes TOKENS_FILE.
 export function login(count, first = 1) {
+  if (TOKEN_FILE) return TOKEN_FILE.slice(0, count);
   const tokens = [];
   for (let i = 0; i < count; i++) {
     const n = String(first + i).padStart(4, '0');
