@@ -28,10 +28,10 @@ from litestar.template.config import TemplateConfig
 
 from app.db.engine import make_engine, make_sessionmaker
 from app.dependencies import DEPENDENCIES
+from app.lib.asgi_headers import SESSION_COOKIE
 from app.lib.auth import (
     CSRF_COOKIE,
     CSRF_HEADER,
-    SESSION_COOKIE,
     BearerAwareCSRFMiddleware,
     ViewerMiddleware,
 )

@@ -14,19 +14,12 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.csrf import CSRFMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from app.lib.asgi_headers import has_credentials, header
 from app.lib.tokens import verify_token
 from app.services.views import Viewer
 
-SESSION_COOKIE = "momentum_session"
 CSRF_COOKIE = "momentum_csrf"
 CSRF_HEADER = "x-csrftoken"
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return value.decode("latin-1")
-    return None
 
 
 class ViewerMiddleware:
@@ -44,7 +37,7 @@ class ViewerMiddleware:
         await self.app(scope, receive, send)
 
     def _viewer(self, scope: Scope) -> Viewer | None:
-        authorization = _header(scope, b"authorization")
+        authorization = header(scope, b"authorization")
         if authorization is not None:
             scheme, _, token = authorization.partition(" ")
             bearer = scheme.lower() == "bearer" and self.secret is not None
@@ -71,10 +64,9 @@ class BearerAwareCSRFMiddleware(CSRFMiddleware):
 
     @staticmethod
     def _no_ambient_credentials(scope: Scope) -> bool:
-        if _header(scope, b"authorization") is not None:
+        if header(scope, b"authorization") is not None:
             return True
-        cookies = _header(scope, b"cookie") or ""
-        return scope["path"].startswith("/api/") and f"{SESSION_COOKIE}=" not in cookies
+        return scope["path"].startswith("/api/") and not has_credentials(scope)
 
 
 def requires_member(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:

@@ -12,22 +12,10 @@ from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
+from app.lib.asgi_headers import has_credentials, header
 from app.lib.http_cache import PRIVATE_REVALIDATE, REVALIDATE, etag_matches, make_etag
 
 _DROP_ON_304 = ("content-length", "content-type", "content-encoding")
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
-def _is_personal(scope: Scope) -> bool:
-    """Responses to signed-in requests must never be stored by shared caches."""
-    cookies = _header(scope, b"cookie") or ""
-    return _header(scope, b"authorization") is not None or "momentum_session=" in cookies
 
 
 class ConditionalGetMiddleware:
@@ -38,8 +26,8 @@ class ConditionalGetMiddleware:
         if scope["type"] != ScopeType.HTTP or scope.get("method") not in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
-        if_none_match = _header(scope, b"if-none-match")
-        cache_control = PRIVATE_REVALIDATE if _is_personal(scope) else REVALIDATE
+        if_none_match = header(scope, b"if-none-match")
+        cache_control = PRIVATE_REVALIDATE if has_credentials(scope) else REVALIDATE
         start: HTTPResponseStartEvent | None = None
         chunks: list[bytes] = []
         passthrough = False

@@ -16,6 +16,8 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import Counter, Gauge, Histogram
 
+from app.lib.asgi_headers import header
+
 log = structlog.get_logger("app.request")
 UNMATCHED = "<unmatched>"
 SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -58,13 +60,6 @@ IN_PROGRESS = Gauge(
 )
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
 class RequestObserver:
     """Times each HTTP request from the first byte in to the last byte out."""
 
@@ -79,7 +74,7 @@ class RequestObserver:
         if scope["type"] != ScopeType.HTTP or scope["path"] in self.skip:
             await self.app(scope, receive, send)
             return
-        incoming = _header(scope, b"x-request-id")
+        incoming = header(scope, b"x-request-id")
         request_id = incoming if incoming and SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         structlog.contextvars.bind_contextvars(request_id=request_id)
         state: dict[str, Any] = {"status": 500, "bytes": 0}

@@ -161,26 +161,13 @@ class CoachService:
     async def _save_complete(
         self, user_id: int, reply: Message, decision: RouteDecision, c: Completion
     ) -> None:
-        usage = {
-            "model": c.model,
-            "route": decision.route,
-            "prompt_tokens": c.prompt_tokens,
-            "completion_tokens": c.completion_tokens,
-            "cost_usd": c.cost_usd,
-        }
-        await self.store.finish_with_ledger(
-            reply.id,
-            {
-                **usage,
-                "user_id": user_id,
-                "conversation_id": reply.conversation_id,
-                "message_id": reply.id,
-                "kind": "answer",
-            },
-            **usage,
+        await self._settle(
+            user_id,
+            reply,
+            decision,
+            (c.model, c.prompt_tokens, c.completion_tokens, c.cost_usd),
             status="complete",
             content=c.text,
-            route_reason=decision.reason,
             ttft_ms=c.ttft_ms,
             total_ms=c.total_ms,
         )
@@ -200,6 +187,27 @@ class CoachService:
         completion_tokens = len(parts)  # local deltas are single tokens; close enough elsewhere
         cost = self.gateway.cost_usd(model, prompt_tokens, completion_tokens)
         record_usage(model, decision.route, prompt_tokens, completion_tokens, cost)
+        await self._settle(
+            user_id,
+            reply,
+            decision,
+            (model, prompt_tokens, completion_tokens, cost),
+            status="interrupted",
+            content="".join(parts),
+            ttft_ms=(first_token - started) * 1000 if first_token else None,
+            total_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    async def _settle(
+        self,
+        user_id: int,
+        reply: Message,
+        decision: RouteDecision,
+        spent: tuple[str, int, int, float],
+        **fields: Any,
+    ) -> None:
+        """Save the reply and its ledger row (same usage figures) in one transaction."""
+        model, prompt_tokens, completion_tokens, cost = spent
         usage = {
             "model": model,
             "route": decision.route,
@@ -207,21 +215,15 @@ class CoachService:
             "completion_tokens": completion_tokens,
             "cost_usd": cost,
         }
-        await self.store.finish_with_ledger(
-            reply.id,
-            {
-                **usage,
-                "user_id": user_id,
-                "conversation_id": reply.conversation_id,
-                "message_id": reply.id,
-                "kind": "answer",
-            },
+        ledger = {
             **usage,
-            status="interrupted",
-            content="".join(parts),
-            route_reason=decision.reason,
-            ttft_ms=(first_token - started) * 1000 if first_token else None,
-            total_ms=(time.perf_counter() - started) * 1000,
+            "user_id": user_id,
+            "conversation_id": reply.conversation_id,
+            "message_id": reply.id,
+            "kind": "answer",
+        }
+        await self.store.finish_with_ledger(
+            reply.id, ledger, **usage, route_reason=decision.reason, **fields
         )
 
 
