@@ -480,6 +480,8 @@ def strict_notes(run: Run) -> list[str]:
 def strict_ok(run: Run) -> bool:
     if not run.gating:
         return True
+    if not run.metric("http_reqs").get("count"):
+        return False  # no data is no proof
     read = run.metric("http_req_duration{kind:read}")
     if read and run.name in ("reads", "mixed"):
         if read.get("p(95)", 0) >= STRICT_READ_P95 or failed(run, "kind:read")[0]:
@@ -576,7 +578,9 @@ def report(runs: list[Run], args: argparse.Namespace, stamp: str, machine: dict[
         "",
     ]
     for run in runs:
-        notes = strict_notes(run)
+        notes = strict_notes(run) if run.metric("http_reqs").get("count") else []
+        if run.gating and not notes and run.name in ("reads", "mixed"):
+            notes = [f"no data (k6 exit {run.exit_code})"]
         if notes:
             lines.append(
                 f"- {run.name}{'' if run.gating else ' (comparison)'}: {'met' if strict_ok(run) and run.gating else ('missed' if run.gating else '-')}: {', '.join(notes)}"
