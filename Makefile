@@ -10,7 +10,7 @@ export LITELLM_OFFLINE_MODE := true
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run migrate seed test test-fast lint fmt bench-cache bench-coach bench-coach-latency bench-db stack-up stack-down \
+.PHONY: help install run migrate seed test test-fast lint fmt bench-cache bench-coach bench-coach-latency bench-db loadtest loadtest-smoke stack-up stack-down \
 	stack-status check-dashboard clean
 
 help: ## list the targets
@@ -60,6 +60,12 @@ bench-coach: install ## coach spend: baseline (full history) vs policy (routing 
 
 bench-coach-latency: install ## time to first token and tokens/s through the app vs llama.cpp directly
 	$(PY) benchmarks/bench_coach_latency.py
+
+loadtest: install ## k6 open-model load test on the full stack (cache on/off, pgbouncer/direct); report in loadtests/results/
+	$(PY) scripts/loadtest.py $(LOADTEST_ARGS)
+
+loadtest-smoke: install ## 10 s of each k6 script against an app of its own on SQLite (what CI runs)
+	$(PY) scripts/loadtest.py --smoke
 
 bench-db: install ## typical read direct vs pgbouncer, server connections at 200 clients (needs stack-up)
 	$(PY) scripts/bench_db.py

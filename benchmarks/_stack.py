@@ -58,7 +58,18 @@ def app_server(env: dict[str, str], workers: int = 1) -> Iterator[str]:
         **env,
     }
     proc = subprocess.Popen(
-        [PY, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+        [
+            PY,
+            "-m",
+            "app",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         env=full_env,
         cwd=ROOT,
     )
