@@ -10,7 +10,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.services.errors import DomainError, RateLimitedError
@@ -79,6 +79,11 @@ def database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Res
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     if isinstance(exc, OperationalError | DBAPIError) and _is_connection_error(exc):
         return database_unavailable(request, exc)
+    if _is_unstorable_value(exc):
+        # The database refused a value the client sent (an id beyond 64 bits, a NUL byte):
+        # bad input, not our failure.
+        log.warning("unstorable_value", error=str(exc).splitlines()[0][:200], path=request.url.path)
+        return _error(request, 400, "A value in your request is out of range or not allowed.")
     log.exception("unhandled_error", path=request.url.path)
     return _error(request, HTTP_500_INTERNAL_SERVER_ERROR, "Something went wrong on our side.")
 
@@ -86,6 +91,18 @@ def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[
 def _is_connection_error(exc: DBAPIError) -> bool:
     text = str(exc.orig).lower()
     return bool(exc.connection_invalidated) or "connect" in text or "query_wait_timeout" in text
+
+
+def _is_unstorable_value(exc: Exception) -> bool:
+    """SQLite's driver raises OverflowError for ints beyond 64 bits; PostgreSQL answers with
+    SQLSTATE class 22 (data exception: out of range, invalid byte sequence...)."""
+    if isinstance(exc, OverflowError | DataError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig.__cause__, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith("22")
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
