@@ -62,7 +62,12 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
             f"{e.get('key') or 'body'}: {e.get('message')}" for e in extra if isinstance(e, dict)
         )
         detail = f"{detail} ({problems})" if problems else detail
-    return _error(request, exc.status_code, detail, dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 429 and "Retry-After" not in headers:
+        # Litestar's rate limiter sends only RateLimit-Reset; clients and browsers read this.
+        reset = headers.get("RateLimit-Reset", "")
+        headers["Retry-After"] = str(max(1, int(reset))) if reset.lstrip("-").isdigit() else "60"
+    return _error(request, exc.status_code, detail, headers)
 
 
 def database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
