@@ -35,8 +35,10 @@ class Turn:
 
 
 def quoted(text: str, limit: int = 200) -> str:
-    """User-written text as a JSON string literal: data, visibly delimited."""
-    return json.dumps(text[:limit], ensure_ascii=False)
+    """User-written text as a JSON string literal: data, visibly delimited. Angle brackets
+    are escaped too (still valid JSON), so no text can close or reopen <member_data>."""
+    literal = json.dumps(text[:limit], ensure_ascii=False)
+    return literal.replace("<", "\\u003c").replace(">", "\\u003e")
 
 
 def profile(name: str, reputation: Reputation | None, memberships: Sequence[Membership]) -> str:
@@ -48,7 +50,7 @@ def profile(name: str, reputation: Reputation | None, memberships: Sequence[Memb
     for m in active:
         today = "done today" if m.checked_in_today else "not yet today"
         lines.append(
-            f"challenge: {quoted(m.title, 80)} ({m.category}), streak {m.streak} days, "
+            f"challenge: {quoted(m.title, 80)} ({quoted(m.category, 40)}), streak {m.streak} days, "
             f"{m.check_ins}/{m.duration_days} check-ins, {today}"
         )
     if done:
