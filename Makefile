@@ -10,7 +10,7 @@ export LITELLM_OFFLINE_MODE := true
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run migrate seed test test-fast lint fmt bench-cache bench-coach bench-coach-latency bench-db loadtest loadtest-smoke stack-up stack-down \
+.PHONY: help install run migrate seed test test-fast lint fmt bench-cache bench-coach bench-coach-latency bench-db loadtest loadtest-smoke lighthouse stack-up stack-down \
 	stack-status check-dashboard clean
 
 help: ## list the targets
@@ -66,6 +66,9 @@ loadtest: install ## k6 open-model load test on the full stack (cache on/off, pg
 
 loadtest-smoke: install ## 10 s of each k6 script against an app of its own on SQLite (what CI runs)
 	$(PY) scripts/loadtest.py --smoke
+
+lighthouse: install ## Lighthouse 12.2.3 (mobile, 3 runs) on the 6 core pages: medians per category; fails if perf < 90
+	$(PY) scripts/lighthouse.py --runs 3
 
 bench-db: install ## typical read direct vs pgbouncer, server connections at 200 clients (needs stack-up)
 	$(PY) scripts/bench_db.py

@@ -87,6 +87,8 @@ class CoachStore:
             else:
                 conv = await self._owned(s, user_id, conversation_id)
                 conv.updated_at = datetime.now(UTC)
+                if not conv.title:  # started with "New conversation": name it now
+                    conv.title = _title(text)
             asked = Message(conversation_id=conv.id, user_id=user_id, role="user", content=text)
             s.add(asked)
             await s.flush()
