@@ -13,6 +13,8 @@ from tests.conftest import csrf_token, sign_up_api
 from tests.security.test_route_table import UNSAFE, app_routes, concrete
 
 Client = AsyncTestClient[Litestar]
+
+
 def body_routes(app: Litestar) -> list[tuple[str, str]]:
     """(method, path) of the JSON API handlers that read a request body (`data`)."""
     found = set()
@@ -20,14 +22,18 @@ def body_routes(app: Litestar) -> list[tuple[str, str]]:
         for handler in route.route_handlers:
             params = getattr(getattr(handler, "parsed_fn_signature", None), "parameters", {})
             if "data" in params and route.path.startswith("/api/"):
-                found |= {(m, route.path) for m in getattr(handler, "http_methods", ()) if m in UNSAFE}
+                found |= {
+                    (m, route.path) for m in getattr(handler, "http_methods", ()) if m in UNSAFE
+                }
     return sorted(found)
 
 
 ABSURD_IDS = ["0", "-1", "999999999", "9223372036854775807", "99999999999999999999999"]
 
 
-async def test_oversized_bodies_are_413(app: Litestar, client: Client, auth: dict[str, str]) -> None:
+async def test_oversized_bodies_are_413(
+    app: Litestar, client: Client, auth: dict[str, str]
+) -> None:
     limit = app.state.settings.max_body_bytes
     big = b'{"text": "' + b"x" * (limit + 10) + b'"}'
     routes = body_routes(app)
@@ -51,7 +57,16 @@ async def test_oversized_bodies_are_413(app: Litestar, client: Client, auth: dic
     assert res.status_code == 413
 
 
-MALFORMED = [b"{", b'{"text": "unterminated', b"[1,2", b"\xff\xfe\x00", b"null", b'"str"', b"[]", b"1e999"]
+MALFORMED = [
+    b"{",
+    b'{"text": "unterminated',
+    b"[1,2",
+    b"\xff\xfe\x00",
+    b"null",
+    b'"str"',
+    b"[]",
+    b"1e999",
+]
 
 
 async def test_malformed_json_is_400_on_every_json_endpoint(
@@ -68,18 +83,35 @@ async def test_malformed_json_is_400_on_every_json_endpoint(
             # `null` is a valid "no body" for the optional check-in note: 201/409 are fine.
             assert res.status_code < 500, (method, template, body, res.status_code, res.text[:200])
             if body not in (b"null",):
-                assert res.status_code in (400, 404, 409, 422), (method, template, body, res.status_code)
+                assert res.status_code in (400, 404, 409, 422), (
+                    method,
+                    template,
+                    body,
+                    res.status_code,
+                )
 
 
 WRONG_TYPES: list[tuple[str, str, Any]] = [
     ("POST", "/api/v1/auth/token", {"email": 5, "password": ["x"]}),
     ("POST", "/api/v1/auth/token", {"email": "a@b.c"}),
     ("POST", "/api/v1/auth/token", {"email": "a@b.c", "password": "x", "admin": True}),
-    ("POST", "/api/v1/auth/signup", {"email": {"$ne": 1}, "password": "x" * 8, "display_name": "n"}),
+    (
+        "POST",
+        "/api/v1/auth/signup",
+        {"email": {"$ne": 1}, "password": "x" * 8, "display_name": "n"},
+    ),
     ("POST", "/api/v1/auth/signup", {"email": "a@b", "password": 12345678, "display_name": None}),
     ("POST", "/api/v1/challenges", {"title": 5, "category": "Fit"}),
-    ("POST", "/api/v1/challenges", {"title": "Good title", "category": "Fit", "duration_days": "x"}),
-    ("POST", "/api/v1/challenges", {"title": "Good title", "category": "Fit", "duration_days": 1e300}),
+    (
+        "POST",
+        "/api/v1/challenges",
+        {"title": "Good title", "category": "Fit", "duration_days": "x"},
+    ),
+    (
+        "POST",
+        "/api/v1/challenges",
+        {"title": "Good title", "category": "Fit", "duration_days": 1e300},
+    ),
     ("POST", "/api/v1/challenges", {"title": "Good title", "category": "Fit", "duration_days": -5}),
     ("POST", "/api/v1/challenges", {"title": "Good title", "category": "<b>", "description": 1}),
     ("PATCH", "/api/v1/challenges/1", {"title": ["a"]}),
@@ -195,13 +227,15 @@ async def test_no_reading_or_changing_another_members_data(client: Client) -> No
     )
     assert res.status_code == 404, res.status_code
     # Editing someone else's challenge is refused and changes nothing.
-    res = await client.patch(f"/api/v1/challenges/{chal}", json={"title": "Pwned title"}, headers=xa)
+    res = await client.patch(
+        f"/api/v1/challenges/{chal}", json={"title": "Pwned title"}, headers=xa
+    )
     assert res.status_code in (403, 404), res.status_code
     assert (await client.get(f"/api/v1/challenges/{chal}")).json()["title"] == "Owner's"
     # The owner still sees exactly their two messages.
-    items = (
-        await client.get(f"/api/v1/coach/messages?conversation_id={cid}", headers=oa)
-    ).json()["items"]
+    items = (await client.get(f"/api/v1/coach/messages?conversation_id={cid}", headers=oa)).json()[
+        "items"
+    ]
     assert [m["content"] for m in items if m["role"] == "user"] == ["my private plan"]
     # /me is the caller, whatever id games are played.
     me = (await client.get("/api/v1/me?user_id=" + str(owner["id"]), headers=xa)).json()

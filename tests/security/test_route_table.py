@@ -11,7 +11,6 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -160,7 +159,10 @@ async def test_cross_site_form_post_with_session_is_rejected(member_client: Clie
     """What a hostile page can send: a form post with the victim's cookies, no token."""
     res = await member_client.post(
         "/coach/conversations",
-        headers={"origin": "https://evil.example", "content-type": "application/x-www-form-urlencoded"},
+        headers={
+            "origin": "https://evil.example",
+            "content-type": "application/x-www-form-urlencoded",
+        },
         content=b"",
         follow_redirects=False,
     )

@@ -7,9 +7,8 @@ rendered (escaped) somewhere, not merely absent."""
 from __future__ import annotations
 
 from litestar import Litestar
-from markupsafe import escape
 from litestar.testing import AsyncTestClient
-
+from markupsafe import escape
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from app.services.coach.store import CoachStore
@@ -70,7 +69,9 @@ async def test_hostile_fields_render_escaped_everywhere(settings: Settings, clie
         f"/api/v1/challenges/{cid}/check-ins", json={"note": FIELDS["note"]}, headers=auth
     )
     assert checked.status_code == 201, checked.text
-    posted = await client.post("/api/v1/coach/messages", json={"text": FIELDS["chat"]}, headers=auth)
+    posted = await client.post(
+        "/api/v1/coach/messages", json={"text": FIELDS["chat"]}, headers=auth
+    )
     assert posted.status_code == 201, posted.text
     conv, reply = posted.json()["conversation_id"], posted.json()["reply_id"]
     # The model's output, as the coach service would save it.
@@ -78,7 +79,11 @@ async def test_hostile_fields_render_escaped_everywhere(settings: Settings, clie
     engine = create_async_engine(settings.database_url)
     try:
         await CoachStore(async_sessionmaker(engine)).finish(
-            reply, status="complete", content=FIELDS["model"], model="local/smollm2", route="coaching"
+            reply,
+            status="complete",
+            content=FIELDS["model"],
+            model="local/smollm2",
+            route="coaching",
         )
     finally:
         await engine.dispose()
