@@ -89,7 +89,7 @@ async def test_redis_killed_restarted_and_frozen(
     with live_server(env, tmp_path / "s.log") as base:
         await drive(base, 1.0)
         before = await cache_counts(base)
-        warm, codes = await drive(base, 3.0)
+        _warm, codes = await drive(base, 3.0)
         assert set(codes) == {200}, codes
         warm_counts = delta(await cache_counts(base), before)
         assert warm_counts["hit"] > 0.8 * sum(warm_counts.values()), warm_counts
@@ -130,7 +130,7 @@ async def test_redis_killed_restarted_and_frozen(
         _, codes = await drive(base, 1.0)
         assert set(codes) == {200}
 
-    print("redis faults:", report)  # noqa: T201 - numbers for the report (-s)
+    print("redis faults:", report)
     for phase in ("dead", "frozen"):
         n, p50, p95 = report[phase]  # type: ignore[misc]
         assert n > 20, (phase, n)

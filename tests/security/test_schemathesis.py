@@ -81,6 +81,6 @@ def test_no_operation_answers_5xx(fuzz_app, bearer: dict[str, str]) -> None:  # 
                     )
 
             run()
-    print(f"schemathesis: {operations} operations, responses by class {seen}")  # noqa: T201
+    print(f"schemathesis: {operations} operations, responses by class {seen}")
     assert operations >= 10 and seen.get(2, 0) > 0 and seen.get(4, 0) > 0, seen
     assert not failures, "\n".join(failures[:20])
