@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import anyio
+import structlog
 
 from app.db.models import Message
 from app.services.coach.events import CoachEvent, Done, Failed, Token
@@ -25,6 +26,7 @@ from app.services.llm.gateway import record_usage
 from app.settings import Settings
 
 ProfileLoader = Callable[[int], Awaitable[str]]
+log = structlog.get_logger("app.coach")
 UNAVAILABLE = "The coach could not answer right now. Please try again in a minute."
 
 
@@ -149,9 +151,27 @@ class CoachService:
                 # The client went away: keep what was generated. Shielded, because the
                 # stream's cancel scope would otherwise cancel this write too.
                 with anyio.CancelScope(shield=True):
-                    await self._save_interrupted(
-                        user_id, reply, decision, model, messages, parts, started, first_token
-                    )
+                    for attempt in range(3):  # a busy pool must not leave it "streaming"
+                        try:
+                            await self._save_interrupted(
+                                user_id,
+                                reply,
+                                decision,
+                                model,
+                                messages,
+                                parts,
+                                started,
+                                first_token,
+                            )
+                            break
+                        except Exception:
+                            log.warning(
+                                "save_interrupted_failed",
+                                reply_id=reply.id,
+                                attempt=attempt,
+                                exc_info=True,
+                            )
+                            await anyio.sleep(0.5 * (attempt + 1))
 
     def _model_for(self, decision: RouteDecision) -> str:
         if decision.route == COACHING:
