@@ -46,8 +46,8 @@ async def test_oversized_bodies_are_413(
             headers={**auth, "content-type": "application/json"},
         )
         assert res.status_code == 413, (method, template, res.status_code, res.text[:200])
-    # Forms too (a body without Content-Length is checked on a real socket in
-    # tests/security/test_live_server.py).
+    # Forms too. (Not covered yet: a chunked body without Content-Length on a real
+    # socket; the in-process client cannot send one.)
     token = await csrf_token(client)
     res = await client.post(
         "/login",
