@@ -106,7 +106,8 @@ def _is_unstorable_value(exc: Exception) -> bool:
     if not isinstance(exc, DBAPIError):
         return False
     orig = exc.orig
-    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig.__cause__, "sqlstate", None)
+    cause = orig.__cause__ if orig is not None else None
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(cause, "sqlstate", None)
     return isinstance(sqlstate, str) and sqlstate.startswith("22")
 
 
