@@ -46,6 +46,7 @@ fmt: install ## format the code with ruff
 
 test: install ## start what the tests need, lint, then run the whole suite
 	bash scripts/ensure-services.sh
+	bash scripts/ensure-tools.sh
 	$(MAKE) --no-print-directory lint
 	$(VENV)/bin/pytest
 

@@ -34,7 +34,7 @@ RESOURCE_ERROR = re.compile(
 )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def live_server() -> Iterator[str]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     env = {"COACH_MAX_TOKENS": "24", "COACH_WARMUP": "true", "COACH_RATE_LIMIT_PER_MINUTE": "100"}
@@ -58,7 +58,7 @@ def _first_answer(base: str) -> None:
                 return
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def warm_coach(live_server: str) -> Iterator[Callable[[], None]]:
     """Warms the model in a thread from the start of the session; call it to wait."""
     with ThreadPoolExecutor(1) as pool:
@@ -66,7 +66,7 @@ def warm_coach(live_server: str) -> Iterator[Callable[[], None]]:
         yield lambda: future.result(timeout=120)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
