@@ -204,7 +204,10 @@ def run_lighthouse(
     if headers:
         cmd.append(f"--extra-headers={json.dumps(headers)}")
     env = {**os.environ, "CHROME_PATH": CHROME_PATH}
-    for attempt in (1, 2):  # Chromium now and then fails to start on a busy host: once more
+    # Chromium now and then fails to start, or Lighthouse loses the trace (NO_NAVSTART), on a
+    # busy host: try up to three times before calling the page broken.
+    problem = ""
+    for attempt in (1, 2, 3):
         done = subprocess.run(
             cmd,
             env=env,
@@ -214,14 +217,16 @@ def run_lighthouse(
             text=True,
             timeout=240,
         )
-        if done.returncode == 0:
-            break
-        log(f"lighthouse failed on {url} (attempt {attempt}): {done.stderr.strip()[-600:]}")
+        if done.returncode != 0:
+            problem = done.stderr.strip()[-600:]
+        else:
+            report = json.loads(out.read_text())
+            if not report.get("runtimeError"):
+                break
+            problem = str(report["runtimeError"].get("message"))
+        log(f"lighthouse failed on {url} (attempt {attempt}): {problem}")
     else:
-        raise RuntimeError(f"lighthouse failed twice on {url}")
-    report = json.loads(out.read_text())
-    if report.get("runtimeError"):
-        raise RuntimeError(f"{url}: {report['runtimeError'].get('message')}")
+        raise RuntimeError(f"lighthouse failed three times on {url}: {problem}")
     scores: dict[str, float] = {
         c: round(100 * (report["categories"][c]["score"] or 0)) for c in CATEGORIES
     }
