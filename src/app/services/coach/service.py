@@ -101,23 +101,28 @@ class CoachService:
 
     async def _generate(self, user_id: int, reply: Message) -> AsyncGenerator[CoachEvent, None]:
         assert reply.reply_to is not None
-        summary, _, turns = await self.store.context(reply.conversation_id, reply.reply_to)
-        decision = classify(turns[:-1], turns[-1].content if turns else "")
-        model = self._model_for(decision)
-        await self.gateway.ensure_loaded()  # never import litellm on the event loop
-        messages = build_prompt(
-            member_profile=await self.profile(user_id),
-            summary=summary,
-            history=turns,
-            window=self.settings.coach_window_turns,
-            budget=self.settings.coach_prompt_token_budget,
-            count_tokens=lambda m: self.gateway.count_tokens(model, m),
-        )
         parts: list[str] = []
         started = time.perf_counter()
         first_token: float | None = None
         settled = False
+        # The reply is claimed (status "streaming") from here on: whatever happens next, even
+        # a disconnect while the prompt is still being built, must leave a final status.
+        decision = RouteDecision(COACHING, "stopped before routing")
+        model = self.settings.coach_model
+        messages: list[dict[str, Any]] = []
         try:
+            summary, _, turns = await self.store.context(reply.conversation_id, reply.reply_to)
+            decision = classify(turns[:-1], turns[-1].content if turns else "")
+            model = self._model_for(decision)
+            await self.gateway.ensure_loaded()  # never import litellm on the event loop
+            messages = build_prompt(
+                member_profile=await self.profile(user_id),
+                summary=summary,
+                history=turns,
+                window=self.settings.coach_window_turns,
+                budget=self.settings.coach_prompt_token_budget,
+                count_tokens=lambda m: self.gateway.count_tokens(model, m),
+            )
             completion: Completion | None = None
             stream = self.gateway.stream(messages, model=model, route=decision.route)
             async with contextlib.aclosing(stream):  # closing it stops the model at once
@@ -203,9 +208,10 @@ class CoachService:
         started: float,
         first_token: float | None,
     ) -> None:
-        prompt_tokens = self.gateway.count_tokens(model, messages)
+        # Nothing reached the model when the prompt was never built: no tokens, no cost.
+        prompt_tokens = self.gateway.count_tokens(model, messages) if messages else 0
         completion_tokens = len(parts)  # local deltas are single tokens; close enough elsewhere
-        cost = self.gateway.cost_usd(model, prompt_tokens, completion_tokens)
+        cost = self.gateway.cost_usd(model, prompt_tokens, completion_tokens) if messages else 0.0
         record_usage(model, decision.route, prompt_tokens, completion_tokens, cost)
         await self._settle(
             user_id,
