@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from litestar.testing import AsyncTestClient
 from app.asgi import create_app
 from app.settings import Settings
 from tests.conftest import migrate_and_seed, sign_up_api
+from tests.faults.live import free_port
 
 Client = AsyncTestClient[Litestar]
 pytestmark = pytest.mark.slow
@@ -178,22 +178,23 @@ async def test_rate_limit_and_daily_budget(settings: Settings) -> None:
         assert 0 < int(limited.headers["retry-after"]) <= 60
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def provider_down_app(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, fallback_model: str
+) -> Litestar:
+    """An app whose coach model is an OpenAI-style provider on a port nobody listens on."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    monkeypatch.setenv("OPENAI_API_BASE", f"http://127.0.0.1:{free_port()}/v1")
+    return create_app(
+        coach_settings(
+            settings, coach_model="openai/gpt-4o-mini", coach_fallback_model=fallback_model
+        )
+    )
 
 
 async def test_unreachable_provider_falls_back_to_local(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
-    monkeypatch.setenv("OPENAI_API_BASE", f"http://127.0.0.1:{_closed_port()}/v1")
-    app = create_app(
-        coach_settings(
-            settings, coach_model="openai/gpt-4o-mini", coach_fallback_model="local/smollm2"
-        )
-    )
+    app = provider_down_app(settings, monkeypatch, fallback_model="local/smollm2")
     async with AsyncTestClient(app=app, base_url="http://127.0.0.1") as client:
         member = await sign_up_api(client)
         auth = {"Authorization": f"Bearer {member['token']}"}
@@ -208,13 +209,7 @@ async def test_unreachable_provider_falls_back_to_local(
 async def test_every_provider_down_gives_an_error_event(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
-    monkeypatch.setenv("OPENAI_API_BASE", f"http://127.0.0.1:{_closed_port()}/v1")
-    app = create_app(
-        coach_settings(
-            settings, coach_model="openai/gpt-4o-mini", coach_fallback_model="openai/gpt-4o-mini"
-        )
-    )
+    app = provider_down_app(settings, monkeypatch, fallback_model="openai/gpt-4o-mini")
     async with AsyncTestClient(app=app, base_url="http://127.0.0.1") as client:
         member = await sign_up_api(client)
         auth = {"Authorization": f"Bearer {member['token']}"}
@@ -233,12 +228,6 @@ async def test_every_provider_down_gives_an_error_event(
 # ---- a real server, for what only a real socket shows: the client going away ----------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def live_server(
     tmp_path_factory: pytest.TempPathFactory, sqlite_settings: Settings
@@ -246,7 +235,7 @@ def live_server(
     db = tmp_path_factory.mktemp("live") / "live.db"
     live = replace(sqlite_settings, database_url=f"sqlite+aiosqlite:///{db}")
     migrate_and_seed(live)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": live.database_url,
