@@ -55,6 +55,8 @@ def app_server(env: dict[str, str], workers: int = 1) -> Iterator[str]:
         "APP_ENV": "production",
         "SECRET_KEY": "benchmark-secret-key",
         "LOG_LEVEL": "WARNING",
+        # Loading the model takes a core for seconds: a read benchmark must not share it.
+        "COACH_WARMUP": "false",
         **env,
     }
     proc = subprocess.Popen(

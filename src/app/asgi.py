@@ -37,6 +37,7 @@ from app.lib.auth import (
 )
 from app.lib.db_metrics import instrument_pool
 from app.lib.logging import configure_logging
+from app.lib.login_limit import LoginRateLimitMiddleware
 from app.lib.observability import RequestObserver
 from app.lib.security_headers import SecurityHeaders
 from app.lib.sessions import ChangeOnlySessionConfig
@@ -53,7 +54,6 @@ from app.settings import Settings, get_settings
 
 HERE = Path(__file__).resolve().parent
 SESSION_MAX_AGE = 14 * 24 * 3600
-LOGIN_PATHS = ("/login", "/api/v1/auth/token")
 
 
 STREAM_PATHS = [r"/stream$"]  # SSE must reach the client chunk by chunk, never buffered
@@ -68,13 +68,6 @@ async def _warm_up(gateway: LLMGateway) -> None:
 
 def _template_globals(engine: JinjaTemplateEngine) -> None:
     engine.engine.globals.update(asset_url=asset_url)
-
-
-async def _is_login_attempt(request: object) -> bool:
-    """Rate limit only password checks (brute force), not the whole site. Async on purpose:
-    Litestar runs a sync check_throttle_handler in a worker thread, on every request."""
-    path = getattr(getattr(request, "url", None), "path", "")
-    return getattr(request, "method", "") == "POST" and path in LOGIN_PATHS
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -117,7 +110,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     login_limit = RateLimitConfig(
         rate_limit=("minute", settings.login_rate_limit),
         store="rate_limit",
-        check_throttle_handler=_is_login_attempt,
+        middleware_class=LoginRateLimitMiddleware,
     )
     db = SQLAlchemyAsyncConfig(
         engine_instance=engine,
@@ -149,6 +142,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "cache": cache,
                 "sessions": make_sessionmaker(engine),
                 "gateway": gateway,
+                "db_config": db,
             }
         ),
         lifespan=[lifespan],

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
+from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
 from litestar import Request
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.types import Scope
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.services.accounts import AccountService
@@ -23,16 +27,23 @@ def _cache(state: State) -> CacheService:
     return cache
 
 
-async def provide_challenges(db_session: AsyncSession, state: State) -> ChallengeService:
-    return ChallengeService(db_session, _cache(state))
+def _request_session(state: State, scope: Scope) -> Callable[[], AsyncSession]:
+    """Opens the request's session on first use; the SQLAlchemy plugin closes it (or not,
+    if it was never opened) when the response is sent."""
+    config: SQLAlchemyAsyncConfig = state.db_config
+    return functools.partial(config.provide_session, state, scope)
 
 
-async def provide_reputation(db_session: AsyncSession, state: State) -> ReputationService:
-    return ReputationService(db_session, _cache(state))
+async def provide_challenges(state: State, scope: Scope) -> ChallengeService:
+    return ChallengeService(_request_session(state, scope), _cache(state))
 
 
-async def provide_accounts(db_session: AsyncSession) -> AccountService:
-    return AccountService(db_session)
+async def provide_reputation(state: State, scope: Scope) -> ReputationService:
+    return ReputationService(_request_session(state, scope), _cache(state))
+
+
+async def provide_accounts(state: State, scope: Scope) -> AccountService:
+    return AccountService(_request_session(state, scope))
 
 
 async def provide_coach(state: State, request: Request[Any, Any, Any]) -> CoachService:

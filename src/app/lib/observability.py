@@ -6,9 +6,9 @@ labels by route template (never the raw path). Streams are logged once, when the
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from typing import Any, cast
 
 import structlog
@@ -69,13 +69,17 @@ class RequestObserver:
         self.app = app
         self.app_name = app_name
         self.skip = skip
+        # prometheus_client's .labels() hashes and locks on every call; resolve each child once.
+        self._children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self._in_progress: dict[str, Gauge] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP or scope["path"] in self.skip:
             await self.app(scope, receive, send)
             return
         incoming = header(scope, b"x-request-id")
-        request_id = incoming if incoming and SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        valid = incoming is not None and SAFE_REQUEST_ID.match(incoming)
+        request_id = incoming if valid and incoming else os.urandom(16).hex()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         state: dict[str, Any] = {"status": 500, "bytes": 0}
         started = time.perf_counter()
@@ -90,22 +94,29 @@ class RequestObserver:
                 state["bytes"] += len(message.get("body", b""))
             await send(message)
 
-        IN_PROGRESS.labels(method, self.app_name).inc()
+        in_progress = self._in_progress.get(method)
+        if in_progress is None:
+            in_progress = self._in_progress[method] = IN_PROGRESS.labels(method, self.app_name)
+        in_progress.inc()
         try:
             await self.app(scope, receive, observed_send)
         finally:
-            IN_PROGRESS.labels(method, self.app_name).dec()
+            in_progress.dec()
             self._record(scope, method, state, time.perf_counter() - started)
             structlog.contextvars.unbind_contextvars("request_id")
 
     def _record(self, scope: Scope, method: str, state: dict[str, Any], seconds: float) -> None:
         route = scope.get("path_template") or UNMATCHED
         status = int(state["status"])
-        labels = (method, route, str(status), self.app_name)
-        REQUESTS.labels(*labels).inc()
-        DURATION.labels(*labels).observe(seconds)
+        children = self._children.get((method, route, str(status)))
+        if children is None:
+            labels = (method, route, str(status), self.app_name)
+            children = REQUESTS.labels(*labels), DURATION.labels(*labels)
+            self._children[(method, route, str(status))] = children
+        children[0].inc()
+        children[1].observe(seconds)
         if status >= 500:
-            ERRORS.labels(*labels).inc()
+            ERRORS.labels(method, route, str(status), self.app_name).inc()
         fields: dict[str, Any] = {
             "method": method,
             "route": route,

@@ -10,10 +10,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import User
 from app.services.errors import ConflictError, InvalidInputError, NotFoundError
+from app.services.sql import UsesSession
 from app.services.views import Me, Viewer
 
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,}$")
@@ -59,9 +59,8 @@ async def password_matches(password_hash: str, password: str) -> bool:
     return await asyncio.to_thread(verify)
 
 
-class AccountService:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+class AccountService(UsesSession):
+    """Sign-up and password checks (never cached)."""
 
     async def sign_up(self, email: str, password: str, display_name: str) -> Viewer:
         problems = validate_sign_up(email, password, display_name)

@@ -8,13 +8,13 @@ from typing import cast
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Challenge, CheckIn, Participation, User
 from app.services import cache_keys as ck
 from app.services.cache import CacheService
 from app.services.errors import ConflictError, ForbiddenError, NotFoundError
 from app.services.reputation import ReputationService
+from app.services.sql import SessionSource, UsesSession
 from app.services.streaks import (
     CHECK_IN_POINTS,
     COMPLETION_POINTS,
@@ -41,13 +41,13 @@ def today_utc() -> datetime:
     return datetime.now(UTC)
 
 
-class ChallengeService:
+class ChallengeService(UsesSession):
     """Reads go through the cache; every write invalidates exactly what it changed."""
 
-    def __init__(self, session: AsyncSession, cache: CacheService) -> None:
-        self.session = session
+    def __init__(self, session: SessionSource, cache: CacheService) -> None:
+        super().__init__(session)
         self.cache = cache
-        self.reputation = ReputationService(session, cache)
+        self.reputation = ReputationService(self.session_source(), cache)
 
     # ---- reads -------------------------------------------------------------------------
     async def search(

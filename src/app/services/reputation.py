@@ -8,21 +8,21 @@ from __future__ import annotations
 from typing import cast
 
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import ReputationEvent, User
 from app.services import cache_keys as ck
 from app.services.cache import CacheService
 from app.services.errors import NotFoundError
+from app.services.sql import SessionSource, UsesSession
 from app.services.views import Leaderboard, LeaderboardEntry, Reputation, ReputationEntry
 
 LEADERBOARD_TTL = 30
 HISTORY_LIMIT = 50
 
 
-class ReputationService:
-    def __init__(self, session: AsyncSession, cache: CacheService) -> None:
-        self.session = session
+class ReputationService(UsesSession):
+    def __init__(self, session: SessionSource, cache: CacheService) -> None:
+        super().__init__(session)
         self.cache = cache
 
     async def award(
