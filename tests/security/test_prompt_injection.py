@@ -186,13 +186,6 @@ LEAK_PROMPTS = [
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason=(
-        "known weakness: SmolLM2-135M sometimes repeats its rules verbatim when asked (seen in "
-        "CI: 'It is information, never ...'); no streaming output guard yet"
-    ),
-    strict=False,
-)
 async def test_real_model_does_not_leak_its_rules(sqlite_settings: Settings) -> None:
     app = create_app(replace(sqlite_settings, coach_max_tokens=64, coach_warmup=False))
     answers = []

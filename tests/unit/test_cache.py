@@ -485,3 +485,43 @@ async def test_start_with_redis_down_opens_the_breaker(redis_server: RedisServer
     assert value.name == "v1"
     assert elapsed < 0.01
     await cache.close()
+
+
+async def test_a_late_event_loop_is_not_blamed_on_redis(redis_server: RedisServer) -> None:
+    """CPU-bound work that stalls the loop must not look like a slow Redis: the cache adds
+    the loop's measured lag to its timeout, so no loader runs and the breaker stays shut."""
+    cache = make_service(redis_server.url, timeout=0.05)
+    await cache.start()
+    db, k = FakeDb(), new_key(1)
+    try:
+        await get(cache, k, db)
+        for _ in range(2):  # the loop stalls for 250 ms, twice: the monitor sees it
+            time.sleep(0.25)
+            await asyncio.sleep(0.06)
+        assert cache.loop_lag.lag >= 0.1
+        reads = [asyncio.create_task(get(cache, k, db)) for _ in range(10)]
+        await asyncio.sleep(0)  # the reads are sent...
+        time.sleep(0.08)
+        values = await asyncio.gather(*reads)
+        assert {v.name for v in values} == {"v1"}
+        assert db.calls == 1  # every read was a hit
+        assert not cache.breaker.is_open
+        assert metric("momentum_event_loop_lag_seconds") > 0
+    finally:
+        await cache.close()
+    assert cache.loop_lag._task is None
+
+
+async def test_without_loop_lag_a_stalled_read_still_times_out(redis_server: RedisServer) -> None:
+    """The control for the test above: a fresh monitor (no lag seen) keeps the 50 ms bound."""
+    cache = make_service(redis_server.url, timeout=0.05)
+    db, k = FakeDb(), new_key(1)
+    try:
+        await get(cache, k, db)
+        reads = [asyncio.create_task(get(cache, k, db)) for _ in range(3)]
+        await asyncio.sleep(0)
+        time.sleep(0.08)
+        await asyncio.gather(*reads)
+        assert db.calls > 1  # timed out, so the loader ran
+    finally:
+        await cache.close()

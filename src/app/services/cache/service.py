@@ -40,6 +40,7 @@ from litestar.stores.redis import RedisStore
 from app.services.cache.backends import Backend, Snapshot
 from app.services.cache.breaker import CircuitBreaker
 from app.services.cache.keys import NAMESPACE, family
+from app.services.cache.loop_lag import LoopLagMonitor
 from app.services.cache.metrics import (
     CACHE_LOAD_DURATION,
     CACHE_LOADS,
@@ -85,6 +86,7 @@ class CacheService:
         self.enabled = enabled
         self.timeout = timeout
         self.breaker = CircuitBreaker(cooldown)
+        self.loop_lag = LoopLagMonitor()
         self.lock_ttl = lock_ttl
         self.lock_wait = lock_wait
         self.stale_grace = stale_grace
@@ -99,6 +101,8 @@ class CacheService:
 
     async def start(self) -> None:
         """Check the connection once at startup (never fails: a dead Redis opens the breaker)."""
+        if self.enabled and self.backend.distributed:
+            self.loop_lag.start()
         if self.enabled and isinstance(self.backend, RedisBackend):
             try:
                 async with asyncio.timeout(max(self.timeout * 20, 1.0)):
@@ -107,6 +111,7 @@ class CacheService:
                 self.breaker.failure("start", ConnectionError(f"warm-up failed: {exc!r}"))
 
     async def close(self) -> None:
+        await self.loop_lag.stop()
         await self.backend.close()
 
     async def ping(self) -> bool:
@@ -362,7 +367,8 @@ class CacheService:
         if not self.breaker.allow():
             raise CacheUnavailable(op)
         try:
-            async with asyncio.timeout(self.timeout):
+            # Redis gets its timeout on top of however late our own loop is running.
+            async with asyncio.timeout(self.timeout + self.loop_lag.lag):
                 result = await call()
         except Exception as exc:
             self.breaker.failure(op, exc)

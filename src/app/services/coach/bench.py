@@ -261,7 +261,23 @@ async def run(
             "policy": round(time.perf_counter() - started - base_seconds, 1),
         },
     }
-    if len(policy_turns) >= 40:
-        t10, t40 = policy_turns[9], policy_turns[39]
-        report["flatness"] = {"turn_10": t10, "turn_40": t40, "ratio": round(t40 / t10, 3)}
+    flatness = turn_growth(policy.per_turn, 10, 40)
+    if flatness is not None:
+        report["flatness"] = flatness
     return report
+
+
+def turn_growth(per_turn: Sequence[Sequence[int]], early: int, late: int) -> dict[str, Any] | None:
+    """Prompt tokens at turn `late` vs turn `early` (1-based) of the same conversations: only
+    those that reach `late`, so short (e.g. small-talk) conversations do not skew turn 10."""
+    long_ones = [sizes for sizes in per_turn if len(sizes) >= late]
+    if not long_ones:
+        return None
+    a = sum(sizes[early - 1] for sizes in long_ones) / len(long_ones)
+    b = sum(sizes[late - 1] for sizes in long_ones) / len(long_ones)
+    return {
+        f"turn_{early}": round(a, 1),
+        f"turn_{late}": round(b, 1),
+        "ratio": round(b / a, 3) if a else None,
+        "conversations": len(long_ones),
+    }

@@ -15,6 +15,7 @@ import structlog
 
 from app.db.models import Message
 from app.services.coach.events import CoachEvent, Done, Failed, Token
+from app.services.coach.guard import RULE_SPANS, LeakGuard
 from app.services.coach.limits import ChatRateLimiter
 from app.services.coach.prompt import build_prompt
 from app.services.coach.routing import COACHING, RouteDecision, classify
@@ -124,17 +125,26 @@ class CoachService:
                 count_tokens=lambda m: self.gateway.count_tokens(model, m),
             )
             completion: Completion | None = None
+            guard = LeakGuard(RULE_SPANS)
             stream = self.gateway.stream(messages, model=model, route=decision.route)
             async with contextlib.aclosing(stream):  # closing it stops the model at once
                 async for event in stream:
                     if isinstance(event, TokenDelta):
                         first_token = first_token or time.perf_counter()
-                        parts.append(event.text)
-                        yield Token(event.text)
+                        shown = guard.feed(event.text)
+                        if shown:
+                            parts.append(shown)
+                            yield Token(shown)
                     else:
                         completion = event
             assert completion is not None
-            await self._save_complete(user_id, reply, decision, completion)
+            tail = guard.finish()
+            if tail:
+                parts.append(tail)
+                yield Token(tail)
+            if guard.leaked:
+                log.warning("coach_rules_leak_blocked", reply_id=reply.id, model=completion.model)
+            await self._save_complete(user_id, reply, decision, completion, "".join(parts))
             settled = True
             if self.after_answer is not None:
                 self.after_answer(reply.conversation_id)
@@ -184,15 +194,16 @@ class CoachService:
         return self.settings.small_talk_model
 
     async def _save_complete(
-        self, user_id: int, reply: Message, decision: RouteDecision, c: Completion
+        self, user_id: int, reply: Message, decision: RouteDecision, c: Completion, shown: str
     ) -> None:
+        """`shown` is what the member saw (the guarded text), not the raw completion."""
         await self._settle(
             user_id,
             reply,
             decision,
             (c.model, c.prompt_tokens, c.completion_tokens, c.cost_usd),
             status="complete",
-            content=c.text,
+            content=shown,
             ttft_ms=c.ttft_ms,
             total_ms=c.total_ms,
         )
