@@ -72,19 +72,19 @@ class ChallengeService(UsesSession):
             conditions.append(func.lower(Challenge.title).contains(q, autoescape=True))
         if category:
             conditions.append(Challenge.category == category)
-        total = await self.session.scalar(
-            select(func.count()).select_from(Challenge).where(*conditions)
-        )
-        rows = await self.session.scalars(
-            select(Challenge)
-            .where(*conditions)
-            .order_by(Challenge.participant_count.desc(), Challenge.id)
-            .limit(per_page)
-            .offset((page - 1) * per_page)
-        )
+        async with self.reading() as s:
+            total = await s.scalar(select(func.count()).select_from(Challenge).where(*conditions))
+            rows = await s.scalars(
+                select(Challenge)
+                .where(*conditions)
+                .order_by(Challenge.participant_count.desc(), Challenge.id)
+                .limit(per_page)
+                .offset((page - 1) * per_page)
+            )
+            items = [_summary(c) for c in rows]
         total = total or 0
         return ChallengePage(
-            items=[_summary(c) for c in rows],
+            items=items,
             total=total,
             page=page,
             pages=max(1, math.ceil(total / per_page)),
@@ -96,10 +96,11 @@ class ChallengeService(UsesSession):
 
     async def categories(self) -> list[str]:
         async def load() -> list[str]:
-            rows = await self.session.scalars(
-                select(Challenge.category).distinct().order_by(Challenge.category)
-            )
-            return list(rows)
+            async with self.reading() as s:
+                rows = await s.scalars(
+                    select(Challenge.category).distinct().order_by(Challenge.category)
+                )
+                return list(rows)
 
         return await self.cache.get_or_load(
             ck.categories(), load, type_=list[str], ttl=LIST_TTL, group=ck.CHALLENGE_LISTS
@@ -107,8 +108,9 @@ class ChallengeService(UsesSession):
 
     async def get(self, challenge_id: int) -> ChallengeDetail:
         async def load() -> ChallengeDetail | None:
-            row = await self.session.get(Challenge, challenge_id)
-            return _detail(row) if row else None
+            async with self.reading() as s:
+                row = await s.get(Challenge, challenge_id, populate_existing=True)
+                return _detail(row) if row else None
 
         detail = await self.cache.get_or_load(
             ck.challenge(challenge_id),
@@ -124,24 +126,25 @@ class ChallengeService(UsesSession):
         await self.get(challenge_id)
 
         async def load() -> list[CheckInView]:
-            rows = await self.session.execute(
-                select(CheckIn, User.display_name)
-                .join(User, User.id == CheckIn.user_id)
-                .where(CheckIn.challenge_id == challenge_id)
-                .order_by(CheckIn.created_at.desc(), CheckIn.id.desc())
-                .limit(RECENT_CHECK_INS)
-            )
-            return [
-                CheckInView(
-                    id=c.id,
-                    user_id=c.user_id,
-                    display_name=name,
-                    day=c.day,
-                    note=c.note,
-                    created_at=c.created_at,
+            async with self.reading() as s:
+                rows = await s.execute(
+                    select(CheckIn, User.display_name)
+                    .join(User, User.id == CheckIn.user_id)
+                    .where(CheckIn.challenge_id == challenge_id)
+                    .order_by(CheckIn.created_at.desc(), CheckIn.id.desc())
+                    .limit(RECENT_CHECK_INS)
                 )
-                for c, name in rows
-            ]
+                return [
+                    CheckInView(
+                        id=c.id,
+                        user_id=c.user_id,
+                        display_name=name,
+                        day=c.day,
+                        note=c.note,
+                        created_at=c.created_at,
+                    )
+                    for c, name in rows
+                ]
 
         return await self.cache.get_or_load(
             ck.recent_check_ins(challenge_id),
@@ -166,20 +169,21 @@ class ChallengeService(UsesSession):
         )
         if challenge_id is not None:
             stmt = stmt.where(Participation.challenge_id == challenge_id)
-        pairs = list(await self.session.execute(stmt))
-        if not pairs:
-            return []
         today = today_utc().date()
         days_by_challenge: dict[int, list[date]] = {}
-        day_rows = await self.session.execute(
-            select(CheckIn.challenge_id, CheckIn.day).where(
-                CheckIn.user_id == user_id,
-                CheckIn.challenge_id.in_([c.id for _, c in pairs]),
-                CheckIn.day >= today - timedelta(days=STREAK_LOOKBACK_DAYS),
+        async with self.reading() as s:
+            pairs = list(await s.execute(stmt))
+            if not pairs:
+                return []
+            day_rows = await s.execute(
+                select(CheckIn.challenge_id, CheckIn.day).where(
+                    CheckIn.user_id == user_id,
+                    CheckIn.challenge_id.in_([c.id for _, c in pairs]),
+                    CheckIn.day >= today - timedelta(days=STREAK_LOOKBACK_DAYS),
+                )
             )
-        )
-        for cid, day in day_rows:
-            days_by_challenge.setdefault(cid, []).append(day)
+            for cid, day in day_rows:
+                days_by_challenge.setdefault(cid, []).append(day)
         result = []
         for p, c in pairs:
             days = days_by_challenge.get(c.id, [])

@@ -45,11 +45,14 @@ class ReputationService(UsesSession):
 
     async def leaderboard(self, limit: int = 10) -> Leaderboard:
         async def load() -> Leaderboard:
-            rows = await self.session.execute(
-                select(User.id, User.display_name, User.reputation)
-                .order_by(User.reputation.desc(), User.id)
-                .limit(limit)
-            )
+            async with self.reading() as s:
+                rows = list(
+                    await s.execute(
+                        select(User.id, User.display_name, User.reputation)
+                        .order_by(User.reputation.desc(), User.id)
+                        .limit(limit)
+                    )
+                )
             items: list[LeaderboardEntry] = []
             for position, (uid, name, points) in enumerate(rows, start=1):
                 tied = items and items[-1].points == points
@@ -69,18 +72,22 @@ class ReputationService(UsesSession):
 
     async def for_user(self, user_id: int) -> Reputation:
         async def load() -> Reputation | None:
-            user = await self.session.get(User, user_id)
-            if user is None:
-                return None
-            higher = await self.session.scalar(
-                select(func.count()).select_from(User).where(User.reputation > user.reputation)
-            )
-            events = await self.session.scalars(
-                select(ReputationEvent)
-                .where(ReputationEvent.user_id == user_id)
-                .order_by(ReputationEvent.created_at.desc(), ReputationEvent.id.desc())
-                .limit(HISTORY_LIMIT)
-            )
+            async with self.reading() as s:
+                # populate_existing: a loader reads the row, never the session's identity map
+                user = await s.get(User, user_id, populate_existing=True)
+                if user is None:
+                    return None
+                higher = await s.scalar(
+                    select(func.count()).select_from(User).where(User.reputation > user.reputation)
+                )
+                events = list(
+                    await s.scalars(
+                        select(ReputationEvent)
+                        .where(ReputationEvent.user_id == user_id)
+                        .order_by(ReputationEvent.created_at.desc(), ReputationEvent.id.desc())
+                        .limit(HISTORY_LIMIT)
+                    )
+                )
             return Reputation(
                 user_id=user.id,
                 display_name=user.display_name,
