@@ -27,8 +27,10 @@ _SENTENCE_END = re.compile(r"[.!?:]['\")\]]*\s|\n")
 
 
 def key(word: str) -> str:
-    """What two words must share to count as the same: lower case, letters/digits/_ only."""
-    return re.sub(r"[^\w]+", "", word.lower())
+    """What two words must share to count as the same: lower case, letters and _ only.
+    Numbers are left out (empty key, skipped in matching): "1." opens half of all answers
+    and would otherwise be held back as the start of the rules' numbered list."""
+    return re.sub(r"[\W\d]+", "", word.lower())
 
 
 def spans(text: str, size: int = SPAN) -> frozenset[tuple[str, ...]]:
@@ -44,6 +46,7 @@ class LeakGuard:
     secret: frozenset[tuple[str, ...]]
     markers: frozenset[str] = MARKERS
     leaked: bool = False
+    matched: str = ""  # the first secret span seen (for the log)
     _held: list[str] = field(default_factory=list)  # whole words (with their whitespace)
     _partial: str = ""  # the word being typed, not shown yet
     _shown: bool = False  # the word being typed was already (partly) shown
@@ -99,6 +102,7 @@ class LeakGuard:
             return self._release(self._held_keys(), "")
         self._held.append(word)
         if self._is_leak(self._held):
+            self.matched = self.matched or " ".join(self._held_keys())
             self.leaked, self._held = True, []
             self._dropping = not _SENTENCE_END.search(word)
             return ""
@@ -108,7 +112,7 @@ class LeakGuard:
         """The word being typed: show it now unless it may be part of a leak."""
         partial = key(self._partial)
         released = self._release(self._held_keys(), partial)
-        if not self._held and not self._could_continue([], partial) and not self._marker(partial):
+        if not self._held and not self._could_continue([], partial) and not self._marker():
             self._shown = True
             released += self._partial
             self._partial = ""
@@ -123,9 +127,12 @@ class LeakGuard:
         released, self._held = self._held, []
         return "".join(released)
 
-    def _marker(self, partial: str) -> bool:
-        """Could the word being typed still become a marker? (Punctuation alone could.)"""
-        return not partial or any(m.startswith(partial) or m in partial for m in self.markers)
+    def _marker(self) -> bool:
+        """Could the word being typed still become a marker (a tag such as <member_data>)?"""
+        typed = key(self._partial)
+        if not typed:
+            return "<" in self._partial
+        return any(m.startswith(typed) or m in typed for m in self.markers)
 
     def _held_keys(self) -> list[str]:
         return [key(w) for w in self._held]

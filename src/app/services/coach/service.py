@@ -143,7 +143,12 @@ class CoachService:
                 parts.append(tail)
                 yield Token(tail)
             if guard.leaked:
-                log.warning("coach_rules_leak_blocked", reply_id=reply.id, model=completion.model)
+                log.warning(
+                    "coach_rules_leak_blocked",
+                    reply_id=reply.id,
+                    model=completion.model,
+                    span=guard.matched,
+                )
             await self._save_complete(user_id, reply, decision, completion, "".join(parts))
             settled = True
             if self.after_answer is not None:
