@@ -151,12 +151,6 @@ async def warm(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
     await client.get(posted["stream_url"], headers=auth)
 
 
-@pytest.mark.xfail(
-    reason="unfinished: on the loaded 2-core box the answer came as an error event or in"
-    " 40-55 s (cold local fallback); gateway-level retry/fallback is covered by"
-    " tests/unit/test_llm_gateway.py",
-    strict=False,
-)
 @pytest.mark.parametrize("mode", ["500", "429", "hang"])
 async def test_provider_failures_fall_back_to_the_local_model(
     mode: str, postgres_settings: Settings, tmp_path: Path
@@ -169,6 +163,8 @@ async def test_provider_failures_fall_back_to_the_local_model(
             async with httpx.AsyncClient(base_url=base, timeout=60) as client:
                 auth = await token(client)
                 await warm(client, auth)  # litellm's import is not under test
+                provider.mode = "500"
+                await warm(client, auth)  # nor is loading the local model (the first fallback)
                 provider.mode, provider.hits = mode, 0
                 posted = (
                     await client.post(
@@ -187,14 +183,6 @@ async def test_provider_failures_fall_back_to_the_local_model(
     print(f"provider {mode}: fallback answer in {took:.2f}s, provider hits {provider.hits}")
 
 
-@pytest.mark.xfail(
-    reason=(
-        "known bug: under 100 simultaneous disconnects on 2 loaded cores, about 1 reply in 100 "
-        "stays 'streaming' (its interrupted save could not get a pooled connection in time); "
-        "needs a reaper for stale 'streaming' replies"
-    ),
-    strict=False,
-)
 async def test_hundred_clients_leave_mid_stream(
     postgres_settings: Settings, tmp_path: Path
 ) -> None:
@@ -246,9 +234,11 @@ async def test_hundred_clients_leave_mid_stream(
 
                 # Every upstream stream is closed once its reader has gone.
                 while provider.open_streams and time.monotonic() - left_at < 15:
-                    await asyncio.sleep(0.1)
+                    await asyncio.sleep(0.05)
                 streams_closed_after = time.monotonic() - left_at
                 assert provider.open_streams == 0, provider.open_streams
+                # generation stops within 1 s of the client leaving (+1 s for a busy CI box)
+                assert streams_closed_after < 2.0, streams_closed_after
 
                 statuses: dict[str, int] = {}
                 deadline = time.monotonic() + 30

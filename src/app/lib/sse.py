@@ -9,6 +9,7 @@ until they finish so a partial answer can be saved."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
@@ -55,10 +56,19 @@ async def with_keepalive(
             yield event
     finally:
         if not finished:
+            aclose = getattr(events, "aclose", None)
             if pending is not None:
                 _keep(pending)
-                pending.cancel()  # the source's cleanup runs inside that task
-            else:
-                aclose = getattr(events, "aclose", None)
-                if aclose is not None:
-                    _detached(aclose())
+                pending.cancel()  # the source's cleanup runs inside that task...
+                # ...unless the read had already produced an event: then the source sits at
+                # a `yield` and only an explicit close runs its cleanup (once the read ends).
+                _detached(_close_after(pending, aclose))
+            elif aclose is not None:
+                _detached(aclose())
+
+
+async def _close_after(read: asyncio.Task[Any], aclose: Any) -> None:
+    with contextlib.suppress(BaseException):
+        await read
+    if aclose is not None:
+        await aclose()

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request
+from litestar.background_tasks import BackgroundTask
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from markupsafe import escape
 
@@ -22,9 +23,15 @@ KEEPALIVE_SECONDS = 15.0
 def sse_response(
     request: Request[Any, Any, Any], events: AsyncIterator[CoachEvent], *, html: bool
 ) -> ServerSentEvent:
+    messages = _messages(request, events, html=html)
     return ServerSentEvent(
-        _messages(request, events, html=html),
+        messages,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        # Litestar runs this once the response is over, disconnects included. It does not
+        # close the iterator itself: cancelled while sending a chunk, our generator stayed
+        # suspended until the garbage collector found it (seconds, sometimes never), so the
+        # model kept generating and the partial answer was not saved.
+        background=BackgroundTask(messages.aclose),
     )
 
 
