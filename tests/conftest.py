@@ -83,11 +83,29 @@ def postgres_settings() -> Iterator[Settings]:
     run_isolated(lambda: _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+@pytest.fixture(scope="session")
+def pgbouncer_settings(postgres_settings: Settings) -> Iterator[Settings]:
+    """The PostgreSQL test database through a private pgbouncer in transaction mode."""
+    from tests.pgbouncer import PGBOUNCER, start_pgbouncer, stop
+
+    if not Path(PGBOUNCER).exists():
+        pytest.skip("pgbouncer not installed (Debian `pgbouncer`; `make test` installs it)")
+    proc, port, tmp = start_pgbouncer()
+    database = postgres_settings.database_url.rsplit("/", 1)[-1]
+    yield replace(
+        postgres_settings,
+        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{port}/{database}",
+        database_direct_url=postgres_settings.database_url,
+        database_pooler=True,
+    )
+    stop(proc, tmp)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres", "pgbouncer"])
 def settings(request: pytest.FixtureRequest) -> Settings:
-    """Every test that uses the app runs on both databases."""
-    fixture = "sqlite_settings" if request.param == "sqlite" else "postgres_settings"
-    value: Settings = request.getfixturevalue(fixture)
+    """Every test that uses the app runs on SQLite, PostgreSQL, and PostgreSQL through
+    pgbouncer (transaction pooling, as in production)."""
+    value: Settings = request.getfixturevalue(f"{request.param}_settings")
     return value
 
 

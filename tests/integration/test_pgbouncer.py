@@ -5,10 +5,6 @@ exhaustion answering 503 within its wait timeout instead of hanging."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,10 +18,8 @@ from litestar.testing import AsyncTestClient
 from app.asgi import create_app
 from app.settings import Settings, get_settings
 from tests.conftest import _pg_admin, migrate_and_seed, run_isolated, sign_up_api
-from tests.faults.live import free_port
+from tests.pgbouncer import PGBOUNCER, start_pgbouncer, stop
 
-INI = Path(__file__).resolve().parents[2] / "ops" / "pgbouncer" / "pgbouncer.ini"
-PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.slow,
@@ -33,43 +27,6 @@ pytestmark = [
         not Path(PGBOUNCER).exists(), reason="pgbouncer not installed (Debian `pgbouncer`)"
     ),
 ]
-
-
-def start_pgbouncer(**overrides: object) -> tuple[subprocess.Popen[bytes], int, Path]:
-    tmp = Path(tempfile.mkdtemp(prefix="momentum-pgb-"))  # pgbouncer runs as postgres
-    port = free_port()
-    lines = [
-        f"%include {INI}",
-        f"listen_port = {port}",
-        f"auth_file = {INI.parent / 'userlist.txt'}",
-        f"logfile = {tmp / 'pgbouncer.log'}",
-        f"pidfile = {tmp / 'pgbouncer.pid'}",
-    ]
-    lines += [f"{k} = {v}" for k, v in overrides.items()]
-    (tmp / "pgbouncer.ini").write_text("\n".join(lines) + "\n")
-    argv = [PGBOUNCER]
-    if os.geteuid() == 0:  # pgbouncer refuses to run as root
-        argv += ["-u", "postgres"]
-        shutil.chown(tmp, "postgres")
-        tmp.chmod(0o755)
-    proc = subprocess.Popen(
-        [*argv, str(tmp / "pgbouncer.ini")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        probe = subprocess.run(
-            ["pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port)], check=False
-        )
-        if probe.returncode == 0:
-            break
-        time.sleep(0.2)
-    return proc, port, tmp
-
-
-def stop(proc: subprocess.Popen[bytes], tmp: Path) -> None:
-    proc.terminate()
-    proc.wait(timeout=10)
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

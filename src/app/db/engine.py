@@ -24,8 +24,7 @@ def make_engine(settings: Settings, *, direct: bool = False) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     connect_args: dict[str, Any] = {"server_settings": {"application_name": "momentum"}}
-    pooled = settings.database_pooler and not direct
-    if pooled:
+    if settings.database_pooler and not direct:
         # pgbouncer in transaction mode (1.18) cannot keep prepared statements per client.
         connect_args["statement_cache_size"] = 0
     return create_async_engine(
@@ -33,10 +32,7 @@ def make_engine(settings: Settings, *, direct: bool = False) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
-        # Behind pgbouncer a pre-ping is one more round trip per transaction (the bouncer
-        # keeps its server connections healthy itself); a dead client socket still surfaces
-        # as a disconnect, which SQLAlchemy invalidates and the app answers with a 503.
-        pool_pre_ping=not pooled,
+        pool_pre_ping=True,  # also behind pgbouncer: a restarted bouncer drops clients
         pool_recycle=1800,
         connect_args=connect_args,
     )
