@@ -59,7 +59,7 @@ class Settings:
     coach_daily_token_budget: int = 50_000
     coach_window_turns: int = 6
     coach_prompt_token_budget: int = 1500
-    coach_summary_max_chars: int = 600  # ~150 tokens: reached by turn ~10, so prompts stay flat
+    coach_summary_max_chars: int = 400  # ~100 tokens, full by turn ~8: prompts stay flat after
     coach_timeout: float = 15.0
     coach_warmup: bool = True
 
