@@ -84,21 +84,30 @@ def postgres_settings() -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="session")
-def pgbouncer_settings(postgres_settings: Settings) -> Iterator[Settings]:
-    """The PostgreSQL test database through a private pgbouncer in transaction mode."""
+def pgbouncer_settings() -> Iterator[Settings]:
+    """A PostgreSQL test database of its own, reached through a private pgbouncer in
+    transaction mode (migrations and the seed go direct, as in production)."""
     from tests.pgbouncer import PGBOUNCER, start_pgbouncer, stop
 
     if not Path(PGBOUNCER).exists():
         pytest.skip("pgbouncer not installed (Debian `pgbouncer`; `make test` installs it)")
+    name = f"momentum_test_pgb_{uuid.uuid4().hex[:8]}"
+    run_isolated(lambda: _pg_admin(f'CREATE DATABASE "{name}"'))
+    direct = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    migrate_and_seed(
+        replace(get_settings(), app_env="test", database_url=direct, login_rate_limit=100_000)
+    )
     proc, port, tmp = start_pgbouncer()
-    database = postgres_settings.database_url.rsplit("/", 1)[-1]
     yield replace(
-        postgres_settings,
-        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{port}/{database}",
-        database_direct_url=postgres_settings.database_url,
+        get_settings(),
+        app_env="test",
+        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{port}/{name}",
+        database_direct_url=direct,
         database_pooler=True,
+        login_rate_limit=100_000,
     )
     stop(proc, tmp)
+    run_isolated(lambda: _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres", "pgbouncer"])

@@ -47,7 +47,8 @@ class FakeProvider:
             self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=512)
             started.set()
             async with self.server:
-                await self.server.serve_forever()
+                with contextlib.suppress(asyncio.CancelledError):  # closed by __aexit__
+                    await self.server.serve_forever()
 
         self.thread = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True)
         self.thread.start()
