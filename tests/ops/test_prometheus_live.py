@@ -80,8 +80,17 @@ def prometheus(app_url: str) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30  # until ready it answers 503 in plain text
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        yield url
     finally:
         proc.terminate()
         proc.wait(timeout=15)
@@ -107,7 +116,7 @@ def test_p95_rule_and_every_dashboard_query_work_on_live_data(
         while time.monotonic() < deadline:
             try:
                 series = _query(prometheus, P95_RULE)
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):  # not up yet: no JSON to read
                 series = []
             if series:
                 break
