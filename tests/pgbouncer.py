@@ -15,7 +15,11 @@ INI = Path(__file__).resolve().parents[1] / "ops" / "pgbouncer" / "pgbouncer.ini
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
 
-def start_pgbouncer(**overrides: object) -> tuple[subprocess.Popen[bytes], int, Path]:
+def start_pgbouncer(
+    databases: dict[str, str] | None = None, **overrides: object
+) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """Start it; `databases` adds [databases] entries (name -> connection string) to the
+    ops config's, `overrides` replace [pgbouncer] settings."""
     tmp = Path(tempfile.mkdtemp(prefix="momentum-pgb-"))  # pgbouncer runs as postgres
     port = free_port()
     lines = [
@@ -26,6 +30,8 @@ def start_pgbouncer(**overrides: object) -> tuple[subprocess.Popen[bytes], int, 
         f"pidfile = {tmp / 'pgbouncer.pid'}",
     ]
     lines += [f"{k} = {v}" for k, v in overrides.items()]
+    if databases:
+        lines += ["[databases]", *(f"{k} = {v}" for k, v in databases.items())]
     (tmp / "pgbouncer.ini").write_text("\n".join(lines) + "\n")
     argv = [PGBOUNCER]
     if os.geteuid() == 0:  # pgbouncer refuses to run as root

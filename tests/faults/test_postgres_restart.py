@@ -25,9 +25,8 @@ import pytest
 from app.settings import get_settings
 from tests.conftest import migrate_and_seed
 from tests.faults.live import free_port, live_server
+from tests.pgbouncer import PGBOUNCER, start_pgbouncer, stop
 
-INI = Path(__file__).resolve().parents[2] / "ops" / "pgbouncer" / "pgbouncer.ini"
-PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 PG_BIN = next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)), "")
 DB = "momentum_restart"
 RECOVERY_GRACE = 6.0  # pgbouncer retries the server every second; the app's pool then heals
@@ -105,39 +104,11 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture
 def bouncer(cluster: Cluster) -> Iterator[int]:
-    tmp = Path(tempfile.mkdtemp(prefix="momentum-pgb-"))
-    port = free_port()
-    (tmp / "pgbouncer.ini").write_text(
-        f"%include {INI}\n"
-        f"listen_port = {port}\n"
-        f"auth_file = {INI.parent / 'userlist.txt'}\n"
-        f"logfile = {tmp / 'pgbouncer.log'}\n"
-        f"pidfile = {tmp / 'pgbouncer.pid'}\n"
-        "[databases]\n"
-        f"{DB} = host=127.0.0.1 port={cluster.port} dbname={DB}\n"
-    )
-    argv = [PGBOUNCER]
-    if os.geteuid() == 0:
-        argv += ["-u", "postgres"]
-        shutil.chown(tmp, "postgres")
-    proc = subprocess.Popen(
-        [*argv, str(tmp / "pgbouncer.ini")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    proc, port, tmp = start_pgbouncer({DB: f"host=127.0.0.1 port={cluster.port} dbname={DB}"})
     try:
-        deadline = time.monotonic() + 10
-        while (
-            subprocess.run(
-                ["pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port)], check=False
-            ).returncode
-            != 0
-        ):
-            assert time.monotonic() < deadline, "pgbouncer did not start"
-            time.sleep(0.2)
         yield port
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop(proc, tmp)
 
 
 @dataclass
