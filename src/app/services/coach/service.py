@@ -102,7 +102,8 @@ class CoachService:
 
     async def _generate(self, user_id: int, reply: Message) -> AsyncGenerator[CoachEvent, None]:
         assert reply.reply_to is not None
-        parts: list[str] = []
+        parts: list[str] = []  # what the member was shown (the guard may hold or drop text)
+        generated = 0  # deltas the model produced: the tokens paid for
         started = time.perf_counter()
         first_token: float | None = None
         settled = False
@@ -131,6 +132,7 @@ class CoachService:
                 async for event in stream:
                     if isinstance(event, TokenDelta):
                         first_token = first_token or time.perf_counter()
+                        generated += 1
                         shown = guard.feed(event.text)
                         if shown:
                             parts.append(shown)
@@ -179,7 +181,8 @@ class CoachService:
                                 decision,
                                 model,
                                 messages,
-                                parts,
+                                "".join(parts),
+                                generated,
                                 started,
                                 first_token,
                             )
@@ -220,13 +223,14 @@ class CoachService:
         decision: RouteDecision,
         model: str,
         messages: list[dict[str, Any]],
-        parts: list[str],
+        shown: str,
+        generated: int,
         started: float,
         first_token: float | None,
     ) -> None:
         # Nothing reached the model when the prompt was never built: no tokens, no cost.
         prompt_tokens = self.gateway.count_tokens(model, messages) if messages else 0
-        completion_tokens = len(parts)  # local deltas are single tokens; close enough elsewhere
+        completion_tokens = generated  # local deltas are single tokens; close enough elsewhere
         cost = self.gateway.cost_usd(model, prompt_tokens, completion_tokens) if messages else 0.0
         record_usage(model, decision.route, prompt_tokens, completion_tokens, cost)
         await self._settle(
@@ -235,7 +239,7 @@ class CoachService:
             decision,
             (model, prompt_tokens, completion_tokens, cost),
             status="interrupted",
-            content="".join(parts),
+            content=shown,
             ttft_ms=(first_token - started) * 1000 if first_token else None,
             total_ms=(time.perf_counter() - started) * 1000,
         )
