@@ -53,10 +53,6 @@ class LeakGuard:
     _sent: bool = False  # anything shown yet
     _dropping: bool = False  # inside a leaking sentence: skip to its end
 
-    @classmethod
-    def for_text(cls, text: str) -> LeakGuard:
-        return cls(spans(text))
-
     def feed(self, delta: str) -> str:
         out: list[str] = []
         text, self._partial = self._partial + delta, ""
@@ -79,7 +75,7 @@ class LeakGuard:
     def finish(self) -> str:
         """The rest of the answer, once the model is done."""
         rest = "".join(self._held) + self._partial
-        if any(m in key(self._partial) for m in self.markers):
+        if self._is_marker(self._partial):
             self.leaked, rest = True, "".join(self._held)
         if self._dropping or self._is_leak([*self._held, self._partial]):
             self.leaked = self.leaked or not self._dropping
@@ -97,29 +93,30 @@ class LeakGuard:
         if self._dropping:
             self._dropping = not _SENTENCE_END.search(word)
             return ""
-        if any(marker in key(word) for marker in self.markers):
+        if self._is_marker(word):
             self.leaked = True
-            return self._release(self._held_keys(), "")
+            return self._release()
         self._held.append(word)
         if self._is_leak(self._held):
-            self.matched = self.matched or " ".join(self._held_keys())
+            self.matched = self.matched or " ".join(key(w) for w in self._held)
             self.leaked, self._held = True, []
             self._dropping = not _SENTENCE_END.search(word)
             return ""
-        return self._release(self._held_keys(), "")
+        return self._release()
 
     def _typing(self) -> str:
         """The word being typed: show it now unless it may be part of a leak."""
         partial = key(self._partial)
-        released = self._release(self._held_keys(), partial)
+        released = self._release(partial)
         if not self._held and not self._could_continue([], partial) and not self._marker():
             self._shown = True
             released += self._partial
             self._partial = ""
         return released
 
-    def _release(self, keys: list[str], partial: str) -> str:
+    def _release(self, partial: str = "") -> str:
         """Emit the held words that can no longer start a leak; keep the rest."""
+        keys = [key(w) for w in self._held]
         for start in range(len(keys)):
             if self._could_continue(keys[start:], partial):
                 released, self._held = self._held[:start], self._held[start:]
@@ -134,8 +131,9 @@ class LeakGuard:
             return "<" in self._partial
         return any(m.startswith(typed) or m in typed for m in self.markers)
 
-    def _held_keys(self) -> list[str]:
-        return [key(w) for w in self._held]
+    def _is_marker(self, word: str) -> bool:
+        typed = key(word)
+        return any(marker in typed for marker in self.markers)
 
     def _could_continue(self, prefix: list[str], partial: str) -> bool:
         """Could `prefix` (+ the word being typed) still grow into a secret span?"""
