@@ -9,6 +9,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -68,9 +69,11 @@ def sqlite_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return settings
 
 
-@pytest.fixture(scope="session")
-def postgres_settings() -> Iterator[Settings]:
-    name = f"momentum_test_{uuid.uuid4().hex[:8]}"
+@contextmanager
+def scratch_postgres(prefix: str) -> Iterator[Settings]:
+    """A fresh PostgreSQL database, migrated and seeded, dropped afterwards; yields test
+    settings that reach it directly."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     run_isolated(lambda: _pg_admin(f'CREATE DATABASE "{name}"'))
     settings = replace(
         get_settings(),
@@ -78,9 +81,17 @@ def postgres_settings() -> Iterator[Settings]:
         database_url=f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}",
         login_rate_limit=100_000,  # the brute-force limit has its own test
     )
-    migrate_and_seed(settings)
-    yield settings
-    run_isolated(lambda: _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    try:
+        migrate_and_seed(settings)
+        yield settings
+    finally:
+        run_isolated(lambda: _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_settings() -> Iterator[Settings]:
+    with scratch_postgres("momentum_test") as settings:
+        yield settings
 
 
 @pytest.fixture(scope="session")
@@ -91,23 +102,18 @@ def pgbouncer_settings() -> Iterator[Settings]:
 
     if not Path(PGBOUNCER).exists():
         pytest.skip("pgbouncer not installed (Debian `pgbouncer`; `make test` installs it)")
-    name = f"momentum_test_pgb_{uuid.uuid4().hex[:8]}"
-    run_isolated(lambda: _pg_admin(f'CREATE DATABASE "{name}"'))
-    direct = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    migrate_and_seed(
-        replace(get_settings(), app_env="test", database_url=direct, login_rate_limit=100_000)
-    )
-    proc, port, tmp = start_pgbouncer()
-    yield replace(
-        get_settings(),
-        app_env="test",
-        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{port}/{name}",
-        database_direct_url=direct,
-        database_pooler=True,
-        login_rate_limit=100_000,
-    )
-    stop(proc, tmp)
-    run_isolated(lambda: _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_postgres("momentum_test_pgb") as direct:
+        name = direct.database_url.rsplit("/", 1)[-1]
+        proc, port, tmp = start_pgbouncer()
+        try:
+            yield replace(
+                direct,
+                database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{port}/{name}",
+                database_direct_url=direct.database_url,
+                database_pooler=True,
+            )
+        finally:
+            stop(proc, tmp)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres", "pgbouncer"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +16,7 @@ from litestar.testing import AsyncTestClient
 
 from app.asgi import create_app
 from app.settings import Settings, get_settings
-from tests.conftest import _pg_admin, migrate_and_seed, run_isolated, sign_up_api
+from tests.conftest import scratch_postgres, sign_up_api
 from tests.pgbouncer import PGBOUNCER, start_pgbouncer, stop
 
 pytestmark = [
@@ -31,16 +30,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
-    name = f"momentum_pgb_{uuid.uuid4().hex[:8]}"
-    run_isolated(lambda: _pg_admin(f'CREATE DATABASE "{name}"'))
-    direct = replace(
-        get_settings(),
-        app_env="test",
-        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}",
-    )
-    migrate_and_seed(direct)
-    yield name
-    run_isolated(lambda: _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_postgres("momentum_pgb") as direct:
+        yield direct.database_url.rsplit("/", 1)[-1]
 
 
 def pooled_settings(database: str, port: int, **overrides: Any) -> Settings:
