@@ -17,12 +17,14 @@ from typing import Any, TypeVar
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from sqlalchemy import update
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 os.environ.setdefault("APP_ENV", "test")
 
 from app.asgi import create_app
+from app.db.engine import make_engine, make_sessionmaker
 from app.db.migrate import upgrade
 from app.db.seed import DEMO_EMAIL, DEMO_PASSWORD, seed
 from app.settings import Settings, get_settings
@@ -188,3 +190,15 @@ async def member_client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar
         )
         assert res.status_code in (302, 303), res.text
         yield c
+
+
+async def update_row(app: Litestar, model: Any, row_id: int, **values: Any) -> None:
+    """Write a row behind the app's back (an engine of its own: the app's pool lives on
+    another loop); nothing is invalidated."""
+    engine = make_engine(app.state.settings)
+    try:
+        async with make_sessionmaker(engine)() as s:
+            await s.execute(update(model).where(model.id == row_id).values(**values))
+            await s.commit()
+    finally:
+        await engine.dispose()

@@ -43,7 +43,7 @@ async def provide_reputation(state: State, scope: Scope) -> ReputationService:
 
 
 async def provide_accounts(state: State, scope: Scope) -> AccountService:
-    return AccountService(_request_session(state, scope))
+    return AccountService(_request_session(state, scope), _cache(state))
 
 
 async def provide_coach(state: State, request: Request[Any, Any, Any]) -> CoachService:

@@ -11,16 +11,14 @@ from typing import Any
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlalchemy import update
 
 from app.asgi import create_app
-from app.db.engine import make_engine, make_sessionmaker
 from app.db.models import Conversation, Message
 from app.routes.coach_pages import _ending_with_done
 from app.routes.coach_stream import sse_response
 from app.services.coach.events import Failed, Token
 from app.settings import Settings
-from tests.conftest import csrf_token, unique_email
+from tests.conftest import csrf_token, unique_email, update_row
 
 Client = AsyncTestClient[Litestar]
 HTML = {"Accept": "text/html,application/xhtml+xml"}
@@ -75,17 +73,6 @@ async def _post_api(c: Client, text: str, conversation_id: int | None = None) ->
     assert res.status_code == 201, res.text
     data: dict[str, Any] = res.json()
     return data
-
-
-async def _update(app: Litestar, model: Any, row_id: int, **values: Any) -> None:
-    """Write a row directly (an engine of its own: the app's pool lives on another loop)."""
-    engine = make_engine(app.state.settings)
-    try:
-        async with make_sessionmaker(engine)() as s:
-            await s.execute(update(model).where(model.id == row_id).values(**values))
-            await s.commit()
-    finally:
-        await engine.dispose()
 
 
 async def _bearer_for_new_member(c: Client) -> str:
@@ -143,7 +130,9 @@ async def test_empty_coach_page(alice: Client) -> None:
 # ---- history escaped ---------------------------------------------------------------------
 async def test_history_renders_escaped(alice: Client, coach_app: Litestar) -> None:
     posted = await _post_api(alice, XSS)
-    await _update(coach_app, Message, posted["reply_id"], status="complete", content="Sure " + XSS)
+    await update_row(
+        coach_app, Message, posted["reply_id"], status="complete", content="Sure " + XSS
+    )
     html = (await alice.get(f"/coach?c={posted['conversation_id']}", headers=HTML)).text
     assert "<script>alert" not in html and "<img src=x" not in html
     assert (
@@ -170,7 +159,7 @@ async def test_summary_shown_when_present(alice: Client, coach_app: Litestar) ->
     cid = posted["conversation_id"]
     page = (await alice.get(f"/coach?c={cid}", headers=HTML)).text
     assert "What your coach remembers" not in page
-    await _update(coach_app, Conversation, cid, summary="Runs <b>daily</b>")
+    await update_row(coach_app, Conversation, cid, summary="Runs <b>daily</b>")
     page = (await alice.get(f"/coach?c={cid}", headers=HTML)).text
     assert "What your coach remembers" in page and "Runs &lt;b&gt;daily&lt;/b&gt;" in page
 
@@ -314,7 +303,7 @@ async def test_html_stream_escapes_tokens_and_ends_failures_with_done(
     alice: Client, coach_app: Litestar
 ) -> None:
     posted = await _post_api(alice, "show me html")
-    await _update(coach_app, Message, posted["reply_id"], status="complete", content=XSS)
+    await update_row(coach_app, Message, posted["reply_id"], status="complete", content=XSS)
     res = await alice.get(f"/coach/messages/{posted['reply_id']}/stream", headers=HTML)
     events = _sse_events(res.text)
     tokens = "".join(d for e, d in events if e == "token")
@@ -326,7 +315,7 @@ async def test_html_stream_escapes_tokens_and_ends_failures_with_done(
     assert events[-1][0] == "done"
     # a failed answer: its message as text, then done (no `error` event: see _ending_with_done)
     failed = await _post_api(alice, "will fail")
-    await _update(coach_app, Message, failed["reply_id"], status="failed", error="boom <b>")
+    await update_row(coach_app, Message, failed["reply_id"], status="failed", error="boom <b>")
     res = await alice.get(f"/coach/messages/{failed['reply_id']}/stream", headers=HTML)
     events = _sse_events(res.text)
     assert [e for e, _ in events] == ["token", "done"] and "&lt;b&gt;" in events[0][1]

@@ -9,7 +9,9 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from tests.conftest import sign_up_api
+from app.db.models import User
+from app.services.reputation import MAX_BOARD
+from tests.conftest import sign_up_api, update_row
 
 Client = AsyncTestClient[Litestar]
 
@@ -130,3 +132,57 @@ async def test_new_challenge_is_visible_at_once(client: Client, auth: dict[str, 
     )
     assert res.status_code == 201
     assert (await client.get("/api/v1/challenges?q=brand+new+habit")).json()["total"] == 1
+
+
+async def _check_in_to_new_challenge(client: Client, auth: dict[str, str]) -> None:
+    created = await client.post(
+        "/api/v1/challenges", json={"title": "Climbing", "category": "testing"}, headers=auth
+    )
+    await _check_in(client, auth, created.json()["id"])
+
+
+def _board_ids(body: dict[str, Any]) -> list[int]:
+    return [item["user_id"] for item in body["items"]]
+
+
+async def test_a_member_who_climbs_onto_a_board_shows_at_once(
+    app: Litestar, client: Client
+) -> None:
+    member = await sign_up_api(client, "Climber")
+    auth = {"Authorization": f"Bearer {member['token']}"}
+    board = (await client.get("/api/v1/leaderboard?limit=10")).json()  # cached from here on
+    assert member["id"] not in _board_ids(board)
+    # Just below the tenth place: every board is still right, so the cached one may stay.
+    await update_row(app, User, member["id"], reputation=board["items"][-1]["points"] - 5)
+    assert (await client.get("/api/v1/leaderboard?limit=10")).json() == board
+    await _check_in_to_new_challenge(client, auth)  # +10: onto the board
+    after = (await client.get("/api/v1/leaderboard?limit=10")).json()
+    assert member["id"] in _board_ids(after)
+
+
+async def test_an_award_far_below_every_board_keeps_them_cached(
+    app: Litestar, client: Client
+) -> None:
+    """Points only grow, so a member outside the longest board before and after an award
+    changes no board: the award bumps ranks (their reputation page) but not the boards."""
+    member = await sign_up_api(client, "Low scorer")
+    auth = {"Authorization": f"Bearer {member['token']}"}
+    longest = (await client.get(f"/api/v1/leaderboard?limit={MAX_BOARD}")).json()
+    if len(longest["items"]) < MAX_BOARD:
+        pytest.skip("the seeded data has fewer members than the longest board")
+    assert member["id"] not in _board_ids(longest)
+    reputation = f"/api/v1/users/{member['id']}/reputation"
+    before = (await client.get(reputation)).json()
+    loads = _leaderboard_loads(app)
+    assert loads > 0, "the leaderboard loads counter is not being read"
+    await _check_in_to_new_challenge(client, auth)
+    assert (await client.get(f"/api/v1/leaderboard?limit={MAX_BOARD}")).json() == longest
+    assert _leaderboard_loads(app) == loads, "the board was reloaded after an award below it"
+    assert (await client.get(reputation)).json()["points"] == before["points"] + 10
+
+
+def _leaderboard_loads(app: Litestar) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value("momentum_cache_loads_total", {"cache": "leaderboard"})
+    return value or 0.0

@@ -12,8 +12,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from app.db.models import User
+from app.services import cache_keys as ck
+from app.services.cache import CacheService
 from app.services.errors import ConflictError, InvalidInputError, NotFoundError
-from app.services.sql import UsesSession
+from app.services.reputation import ReputationService
+from app.services.sql import SessionSource, UsesSession
 from app.services.views import Me, Viewer
 
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,}$")
@@ -62,6 +65,10 @@ async def password_matches(password_hash: str, password: str) -> bool:
 class AccountService(UsesSession):
     """Sign-up and password checks (never cached)."""
 
+    def __init__(self, session: SessionSource, cache: CacheService) -> None:
+        super().__init__(session)
+        self.cache = cache
+
     async def sign_up(self, email: str, password: str, display_name: str) -> Viewer:
         problems = validate_sign_up(email, password, display_name)
         if problems:
@@ -72,11 +79,17 @@ class AccountService(UsesSession):
             display_name=display_name.strip(),
         )
         self.session.add(user)
+        reputation = ReputationService(self.session_source(), self.cache)
         try:
-            await self.session.commit()
+            await self.session.flush()
         except IntegrityError:
             await self.session.rollback()
             raise ConflictError("An account with this email already exists.") from None
+        # With fewer than MAX_BOARD members, a new member (0 points) joins the boards' tail.
+        on_a_board = await reputation.on_a_board(user.id)
+        await self.session.commit()
+        if on_a_board:
+            await self.cache.invalidate_group(ck.LEADERBOARD)
         return Viewer(id=user.id, display_name=user.display_name)
 
     async def authenticate(self, email: str, password: str) -> Viewer | None:

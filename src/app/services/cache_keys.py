@@ -6,6 +6,7 @@ from app.services.cache import key
 
 CHALLENGE_LISTS = "challenge-lists"  # group: every search/list page and the category list
 LEADERBOARD = "leaderboard"  # group: every leaderboard length
+RANKS = "ranks"  # group: every member's reputation (it shows their rank)
 
 
 def challenge(challenge_id: int) -> str:

@@ -184,22 +184,16 @@ class ChallengeService(UsesSession):
             )
             for cid, day in day_rows:
                 days_by_challenge.setdefault(cid, []).append(day)
-        result = []
-        for p, c in pairs:
-            days = days_by_challenge.get(c.id, [])
-            result.append(
-                Membership(
-                    challenge_id=c.id,
-                    title=c.title,
-                    category=c.category,
-                    duration_days=c.duration_days,
-                    check_ins=p.check_in_count,
-                    streak=current_streak(days, today),
-                    checked_in_today=today in days,
-                    completed=p.completed_at is not None,
-                )
+        return [
+            _membership(
+                c,
+                check_ins=p.check_in_count,
+                days=days_by_challenge.get(c.id, []),
+                completed=p.completed_at is not None,
+                today=today,
             )
-        return result
+            for p, c in pairs
+        ]
 
     # ---- writes ------------------------------------------------------------------------
     async def create(
@@ -245,7 +239,7 @@ class ChallengeService(UsesSession):
         return _detail(challenge)
 
     async def join(self, user_id: int, challenge_id: int) -> Membership:
-        await self.get(challenge_id)
+        challenge = await self.get(challenge_id)
         self.session.add(Participation(user_id=user_id, challenge_id=challenge_id))
         try:
             await self.session.flush()
@@ -260,13 +254,12 @@ class ChallengeService(UsesSession):
         await self.session.commit()
         await self.cache.invalidate(ck.challenge(challenge_id))
         await self.cache.invalidate_group(ck.CHALLENGE_LISTS)
-        membership = await self.membership(user_id, challenge_id)
-        assert membership is not None
-        return membership
+        # A new participation has no check-ins: no need to read it back.
+        return _membership(challenge, check_ins=0, days=[], completed=False)
 
     async def check_in(self, user_id: int, challenge_id: int, note: str = "") -> Membership:
         """Record today's check-in and award +10, +5 on every 7th day, +100 on completion."""
-        await self.get(challenge_id)
+        challenge = await self.get(challenge_id)
         participation = await self.session.scalar(
             select(Participation).where(
                 Participation.user_id == user_id, Participation.challenge_id == challenge_id
@@ -286,9 +279,11 @@ class ChallengeService(UsesSession):
             raise ConflictError("You have already checked in to this challenge today.") from None
 
         await self.reputation.award(user_id, CHECK_IN_POINTS, "check_in", "check_in", check_in.id)
-        days = await self.session.scalars(
-            select(CheckIn.day).where(
-                CheckIn.user_id == user_id, CheckIn.challenge_id == challenge_id
+        days = list(
+            await self.session.scalars(
+                select(CheckIn.day).where(
+                    CheckIn.user_id == user_id, CheckIn.challenge_id == challenge_id
+                )
             )
         )
         if earns_streak_bonus(current_streak(days, now.date())):
@@ -301,8 +296,9 @@ class ChallengeService(UsesSession):
             .values(check_in_count=Participation.check_in_count + 1)
             .returning(Participation.check_in_count)
         )
-        challenge = await self.get(challenge_id)
-        if count is not None and count >= challenge.duration_days:
+        count = count or 0
+        completed = count >= challenge.duration_days
+        if completed:
             await self.session.execute(
                 update(Participation)
                 .where(Participation.id == participation.id)
@@ -311,12 +307,35 @@ class ChallengeService(UsesSession):
             await self.reputation.award(
                 user_id, COMPLETION_POINTS, "completion", "challenge", challenge_id
             )
+        on_a_board = await self.reputation.on_a_board(user_id)
         await self.session.commit()
         await self.cache.invalidate(ck.recent_check_ins(challenge_id))
-        await self.reputation.invalidate_for(user_id)
-        membership = await self.membership(user_id, challenge_id)
-        assert membership is not None
-        return membership
+        await self.reputation.invalidate_for(on_a_board=on_a_board)
+        # Built from what this transaction read and wrote: no second round of queries.
+        return _membership(
+            challenge, check_ins=count, days=days, completed=completed, today=now.date()
+        )
+
+
+def _membership(
+    c: Challenge | ChallengeDetail,
+    *,
+    check_ins: int,
+    days: list[date],
+    completed: bool,
+    today: date | None = None,
+) -> Membership:
+    today = today or today_utc().date()
+    return Membership(
+        challenge_id=c.id,
+        title=c.title,
+        category=c.category,
+        duration_days=c.duration_days,
+        check_ins=check_ins,
+        streak=current_streak(days, today),
+        checked_in_today=today in days,
+        completed=completed,
+    )
 
 
 def _summary(c: Challenge) -> ChallengeSummary:

@@ -1,7 +1,10 @@
 """Reputation: a ledger of awards; totals live on users.reputation, ranks are derived.
 
-Any award can move every rank, so leaderboards and per-user reputation share one cache
-group that each award bumps: a read never shows a rank older than a completed write."""
+Any award can move every member's rank, so per-user reputation (which shows the rank) is one
+cache group that each award bumps. Leaderboards are another group, bumped only when the
+award's member ends up within the longest board (MAX_BOARD): points only ever grow, so a
+member outside it after an award was outside it before, and no board changed. Either way a
+read never shows a rank older than a completed write."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from app.services.views import Leaderboard, LeaderboardEntry, Reputation, Reputa
 
 LEADERBOARD_TTL = 30
 HISTORY_LIMIT = 50
+MAX_BOARD = 100  # the longest leaderboard anyone can ask for
 
 
 class ReputationService(UsesSession):
@@ -39,11 +43,25 @@ class ReputationService(UsesSession):
             update(User).where(User.id == user_id).values(reputation=User.reputation + points)
         )
 
-    async def invalidate_for(self, user_id: int) -> None:
-        """After an award commits: ranks may have moved for everyone."""
-        await self.cache.invalidate_group(ck.LEADERBOARD)
+    async def on_a_board(self, user_id: int) -> bool:
+        """Is the member within the top MAX_BOARD (ties count as ahead)? Call it inside the
+        award's transaction, after the awards; pass the answer to `invalidate_for`."""
+        points = select(User.reputation).where(User.id == user_id).scalar_subquery()
+        ahead = (
+            select(User.id).where(User.reputation >= points, User.id != user_id).limit(MAX_BOARD)
+        )
+        count = await self.session.scalar(select(func.count()).select_from(ahead.subquery()))
+        return (count or 0) < MAX_BOARD
+
+    async def invalidate_for(self, *, on_a_board: bool) -> None:
+        """After an award commits: every rank may have moved; boards only if they show them."""
+        groups = (ck.RANKS, ck.LEADERBOARD) if on_a_board else (ck.RANKS,)
+        await self.cache.invalidate_group(*groups)
 
     async def leaderboard(self, limit: int = 10) -> Leaderboard:
+        if not 1 <= limit <= MAX_BOARD:  # longer boards would not be invalidated
+            raise ValueError(f"limit must be 1..{MAX_BOARD}")
+
         async def load() -> Leaderboard:
             async with self.reading() as s:
                 rows = list(
@@ -110,7 +128,7 @@ class ReputationService(UsesSession):
             load,
             type_=cast("type[Reputation | None]", Reputation | None),
             ttl=LEADERBOARD_TTL,
-            group=ck.LEADERBOARD,
+            group=ck.RANKS,
         )
         if result is None:
             raise NotFoundError(f"User {user_id} does not exist.")

@@ -10,7 +10,7 @@ from litestar.params import Parameter
 from app.lib.auth import member, requires_member
 from app.services.accounts import AccountService
 from app.services.challenges import ChallengeService
-from app.services.reputation import ReputationService
+from app.services.reputation import MAX_BOARD, ReputationService
 from app.services.views import Leaderboard, Me, Membership, Reputation
 
 
@@ -20,7 +20,9 @@ class LeaderboardController(Controller):
 
     @get("/", summary="Top members by reputation")
     async def leaderboard(
-        self, reputation: ReputationService, limit: Annotated[int, Parameter(ge=1, le=100)] = 10
+        self,
+        reputation: ReputationService,
+        limit: Annotated[int, Parameter(ge=1, le=MAX_BOARD)] = 10,
     ) -> Leaderboard:
         return await reputation.leaderboard(limit)
 
