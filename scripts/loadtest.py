@@ -22,6 +22,7 @@ Only 127.0.0.1 is ever contacted; every run is bounded by its duration and a tim
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import secrets
@@ -44,6 +45,8 @@ K6 = ROOT / ".venv" / "bin" / "k6"
 RESULTS = ROOT / "loadtests" / "results"
 STACK = ROOT / "scripts" / "stack.sh"
 REDIS_CLI = shutil.which("redis-cli") or "redis-cli"
+PSQL = shutil.which("psql") or "psql"
+COACH_ACCOUNTS = 901  # coach runs log in load-0901 and up; write runs stay below
 # Settings for the apps under load: the login limit would stop setup() logging in the load
 # accounts; the coach limits would turn repeated conversations into 429s.
 LOAD_ENV = {
@@ -189,6 +192,38 @@ def fetch_tokens(base: str, count: int, first: int, path: Path) -> str:
             tokens.append(json.loads(res.read())["token"])
     path.write_text(json.dumps(tokens))
     return str(path)
+
+
+def accounts_checked_in_today() -> set[int]:
+    """Numbers of the load accounts with a check-in today (UTC), from the stack's database."""
+    sql = (
+        "select distinct substring(u.email from 'load-([0-9]+)@')::int from check_ins c "
+        "join users u on u.id = c.user_id where u.email like 'load-%' "
+        "and c.day = (now() at time zone 'utc')::date"
+    )
+    out = subprocess.run(  # noqa: S603 - fixed query on the local stack's database
+        [PSQL, "-h", "127.0.0.1", "-U", "postgres", "-d", "momentum", "-Atc", sql],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    return {int(n) for n in out.split()}
+
+
+def fresh_accounts(count: int, taken: set[int]) -> int:
+    """The first block of `count` load accounts that has not checked in today and no earlier
+    run used, so every write run makes real check-ins (a 409 is cheap and would flatter the
+    figures). Marks the block taken."""
+    for first in range(1, COACH_ACCOUNTS - count + 1, count):
+        block = set(range(first, first + count))
+        if not block & taken:
+            taken |= block
+            return first
+    raise SystemExit(
+        "every block of load accounts has checked in today (UTC): use --tokens smaller, "
+        "or rerun tomorrow"
+    )
 
 
 def run_k6(run: Run, stamp: str) -> None:
@@ -644,21 +679,18 @@ def main() -> int:
                 wanted = set(args.only.split(","))
                 runs = [r for r in runs if r.name in wanted]
             machine["busy_before"] = settle() if not args.smoke else cpu_busy()
-            token_files: dict[tuple[str, str], str] = {}
+            taken = set() if args.smoke else accounts_checked_in_today()
+            files = itertools.count()
+
+            def tokens_for(run: Run, first: int | None = None) -> str:
+                """A token file for `run`: the coach's accounts, or a fresh block for writes."""
+                count = int(run.env.get("TOKENS", "5"))
+                first = first or fresh_accounts(count, taken)
+                log(f"{run.name}: logging in load-{first:04d} and the next {count - 1}")
+                path = Path(tmp) / f"tokens-{next(files)}.json"
+                return fetch_tokens(run.base, count, first, path)
+
             for run in runs:
-                if run.script in ("mixed.js", "coach.js") and not args.smoke:
-                    first = "901" if run.script == "coach.js" else "1"
-                    key = (run.base, first)
-                    if key not in token_files:
-                        count = int(run.env.get("TOKENS", "5"))
-                        log(f"logging in {count} load accounts on {run.base}")
-                        token_files[key] = fetch_tokens(
-                            run.base,
-                            count,
-                            int(first),
-                            Path(tmp) / f"tokens-{len(token_files)}.json",
-                        )
-                    run.env["TOKENS_FILE"] = token_files[key]
                 if run.name == "cold_start" and not args.smoke:
                     log(f"cold_start: deleted {flush_app_cache()} momentum:v1:* keys")
                 elif (
@@ -666,7 +698,13 @@ def main() -> int:
                     and not args.smoke
                 ):
                     warm = Run(f"warmup-{run.name}", run.script, run.base, run.label, run.env, 5)
+                    if run.script == "mixed.js":
+                        warm.env = {**run.env, "TOKENS_FILE": tokens_for(warm)}
                     run_k6(warm, stamp)  # fill caches and pools; not reported
+                if run.script == "mixed.js" and not args.smoke:
+                    run.env = {**run.env, "TOKENS_FILE": tokens_for(run)}
+                elif run.script == "coach.js" and not args.smoke:
+                    run.env = {**run.env, "TOKENS_FILE": tokens_for(run, COACH_ACCOUNTS)}
                 run_k6(run, stamp)
         finally:
             if app is not None:

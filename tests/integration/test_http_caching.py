@@ -186,3 +186,17 @@ def _leaderboard_loads(app: Litestar) -> float:
 
     value = REGISTRY.get_sample_value("momentum_cache_loads_total", {"cache": "leaderboard"})
     return value or 0.0
+
+
+async def test_a_member_passed_by_an_award_sees_their_rank_drop(client: Client) -> None:
+    """Ranks are cached per points value; an award forgets exactly the ranks it passed."""
+    passer, passed = await sign_up_api(client, "Passer"), await sign_up_api(client, "Passed")
+    passer_auth = {"Authorization": f"Bearer {passer['token']}"}
+    await _check_in_to_new_challenge(client, {"Authorization": f"Bearer {passed['token']}"})
+    url = f"/api/v1/users/{passed['id']}/reputation"
+    before = (await client.get(url)).json()  # cached: 10 points, rank r
+    await _check_in_to_new_challenge(client, passer_auth)  # 0 -> 10: a tie, not above
+    assert (await client.get(url)).json()["rank"] == before["rank"]
+    await _check_in_to_new_challenge(client, passer_auth)  # 10 -> 20: passes them
+    after = (await client.get(url)).json()
+    assert (after["points"], after["rank"]) == (before["points"], before["rank"] + 1)

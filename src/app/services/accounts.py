@@ -86,9 +86,9 @@ class AccountService(UsesSession):
             await self.session.rollback()
             raise ConflictError("An account with this email already exists.") from None
         # With fewer than MAX_BOARD members, a new member (0 points) joins the boards' tail.
-        on_a_board = await reputation.on_a_board(user.id)
+        standing = await reputation.standing(user.id)
         await self.session.commit()
-        if on_a_board:
+        if standing.on_a_board:
             await self.cache.invalidate_group(ck.LEADERBOARD)
         return Viewer(id=user.id, display_name=user.display_name)
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from app.services.cache import key
 
-CHALLENGE_LISTS = "challenge-lists"  # group: every search/list page and the category list
+CHALLENGE_LISTS = "challenge-lists"  # group: every search/list page
 LEADERBOARD = "leaderboard"  # group: every leaderboard length
-RANKS = "ranks"  # group: every member's reputation (it shows their rank)
 
 
 def challenge(challenge_id: int) -> str:
@@ -31,3 +30,7 @@ def leaderboard(limit: int) -> str:
 
 def reputation(user_id: int) -> str:
     return key("reputation", user_id)
+
+
+def rank(points: int) -> str:
+    return key("rank", points)

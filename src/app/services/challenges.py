@@ -73,16 +73,22 @@ class ChallengeService(UsesSession):
         if category:
             conditions.append(Challenge.category == category)
         async with self.reading() as s:
-            total = await s.scalar(select(func.count()).select_from(Challenge).where(*conditions))
-            rows = await s.scalars(
-                select(Challenge)
-                .where(*conditions)
-                .order_by(Challenge.participant_count.desc(), Challenge.id)
-                .limit(per_page)
-                .offset((page - 1) * per_page)
-            )
-            items = [_summary(c) for c in rows]
-        total = total or 0
+            # The total rides along with the page (a window count): one query, not two.
+            rows = (
+                await s.execute(
+                    select(Challenge, func.count().over())
+                    .where(*conditions)
+                    .order_by(Challenge.participant_count.desc(), Challenge.id)
+                    .limit(per_page)
+                    .offset((page - 1) * per_page)
+                )
+            ).all()
+            if rows:
+                total = int(rows[0][1])
+            else:  # past the last page (or nothing matches): count on its own
+                count = select(func.count()).select_from(Challenge).where(*conditions)
+                total = 0 if page == 1 else int(await s.scalar(count) or 0)
+            items = [_summary(c) for c, _ in rows]
         return ChallengePage(
             items=items,
             total=total,
@@ -102,9 +108,7 @@ class ChallengeService(UsesSession):
                 )
                 return list(rows)
 
-        return await self.cache.get_or_load(
-            ck.categories(), load, type_=list[str], ttl=LIST_TTL, group=ck.CHALLENGE_LISTS
-        )
+        return await self.cache.get_or_load(ck.categories(), load, type_=list[str], ttl=LIST_TTL)
 
     async def get(self, challenge_id: int) -> ChallengeDetail:
         async def load() -> ChallengeDetail | None:
@@ -209,7 +213,7 @@ class ChallengeService(UsesSession):
         self.session.add(challenge)
         await self.session.commit()
         # A read of this id before it existed may have cached "not found".
-        await self.cache.invalidate(ck.challenge(challenge.id))
+        await self.cache.invalidate(ck.challenge(challenge.id), ck.categories())
         await self.cache.invalidate_group(ck.CHALLENGE_LISTS)
         return _detail(challenge)
 
@@ -234,7 +238,7 @@ class ChallengeService(UsesSession):
         if category is not None:
             challenge.category = category.strip().lower()
         await self.session.commit()
-        await self.cache.invalidate(ck.challenge(challenge_id))
+        await self.cache.invalidate(ck.challenge(challenge_id), ck.categories())
         await self.cache.invalidate_group(ck.CHALLENGE_LISTS)
         return _detail(challenge)
 
@@ -278,6 +282,7 @@ class ChallengeService(UsesSession):
             await self.session.rollback()
             raise ConflictError("You have already checked in to this challenge today.") from None
 
+        awarded = CHECK_IN_POINTS
         await self.reputation.award(user_id, CHECK_IN_POINTS, "check_in", "check_in", check_in.id)
         days = list(
             await self.session.scalars(
@@ -287,6 +292,7 @@ class ChallengeService(UsesSession):
             )
         )
         if earns_streak_bonus(current_streak(days, now.date())):
+            awarded += STREAK_BONUS_POINTS
             await self.reputation.award(
                 user_id, STREAK_BONUS_POINTS, "streak_bonus", "check_in", check_in.id
             )
@@ -304,13 +310,14 @@ class ChallengeService(UsesSession):
                 .where(Participation.id == participation.id)
                 .values(completed_at=now)
             )
+            awarded += COMPLETION_POINTS
             await self.reputation.award(
                 user_id, COMPLETION_POINTS, "completion", "challenge", challenge_id
             )
-        on_a_board = await self.reputation.on_a_board(user_id)
+        standing = await self.reputation.standing(user_id)
         await self.session.commit()
         await self.cache.invalidate(ck.recent_check_ins(challenge_id))
-        await self.reputation.invalidate_for(on_a_board=on_a_board)
+        await self.reputation.invalidate_for(user_id, awarded, standing)
         # Built from what this transaction read and wrote: no second round of queries.
         return _membership(
             challenge, check_ins=count, days=days, completed=completed, today=now.date()

@@ -1,15 +1,19 @@
 """Reputation: a ledger of awards; totals live on users.reputation, ranks are derived.
 
-Any award can move every member's rank, so per-user reputation (which shows the rank) is one
-cache group that each award bumps. Leaderboards are another group, bumped only when the
-award's member ends up within the longest board (MAX_BOARD): points only ever grow, so a
-member outside it after an award was outside it before, and no board changed. Either way a
-read never shows a rank older than a completed write."""
+What a write invalidates, exactly:
+- a member's points and history (one key per member): only their own awards;
+- a rank (one key per points value p: 1 + members above p): an award from `old` to `new`
+  points passes everyone in [old, new), so it forgets rank(p) for exactly those p;
+- leaderboards (one group): only when the member ends up within the longest board
+  (MAX_BOARD). Points only ever grow, so a member outside it after an award was outside it
+  before, and no board changed.
+A read never shows a total, rank or board older than a completed write."""
 
 from __future__ import annotations
 
 from typing import cast
 
+import msgspec
 from sqlalchemy import func, select, update
 
 from app.db.models import ReputationEvent, User
@@ -17,7 +21,13 @@ from app.services import cache_keys as ck
 from app.services.cache import CacheService
 from app.services.errors import NotFoundError
 from app.services.sql import SessionSource, UsesSession
-from app.services.views import Leaderboard, LeaderboardEntry, Reputation, ReputationEntry
+from app.services.views import (
+    Leaderboard,
+    LeaderboardEntry,
+    MemberPoints,
+    Reputation,
+    ReputationEntry,
+)
 
 LEADERBOARD_TTL = 30
 HISTORY_LIMIT = 50
@@ -43,20 +53,27 @@ class ReputationService(UsesSession):
             update(User).where(User.id == user_id).values(reputation=User.reputation + points)
         )
 
-    async def on_a_board(self, user_id: int) -> bool:
-        """Is the member within the top MAX_BOARD (ties count as ahead)? Call it inside the
-        award's transaction, after the awards; pass the answer to `invalidate_for`."""
+    async def standing(self, user_id: int) -> Standing:
+        """The member's total and whether they are within the top MAX_BOARD (ties count as
+        ahead), in one query. Call it inside the award's transaction, after the awards."""
         points = select(User.reputation).where(User.id == user_id).scalar_subquery()
         ahead = (
             select(User.id).where(User.reputation >= points, User.id != user_id).limit(MAX_BOARD)
         )
-        count = await self.session.scalar(select(func.count()).select_from(ahead.subquery()))
-        return (count or 0) < MAX_BOARD
+        row = (
+            await self.session.execute(
+                select(points, select(func.count()).select_from(ahead.subquery()).scalar_subquery())
+            )
+        ).one()
+        return Standing(points=row[0] or 0, on_a_board=(row[1] or 0) < MAX_BOARD)
 
-    async def invalidate_for(self, *, on_a_board: bool) -> None:
-        """After an award commits: every rank may have moved; boards only if they show them."""
-        groups = (ck.RANKS, ck.LEADERBOARD) if on_a_board else (ck.RANKS,)
-        await self.cache.invalidate_group(*groups)
+    async def invalidate_for(self, user_id: int, awarded: int, after: Standing) -> None:
+        """After the awards commit: the member's entry, the ranks they passed, and the boards
+        if they are on one."""
+        passed = range(after.points - awarded, after.points)
+        await self.cache.invalidate(ck.reputation(user_id), *(ck.rank(p) for p in passed))
+        if after.on_a_board:
+            await self.cache.invalidate_group(ck.LEADERBOARD)
 
     async def leaderboard(self, limit: int = 10) -> Leaderboard:
         if not 1 <= limit <= MAX_BOARD:  # longer boards would not be invalidated
@@ -89,47 +106,65 @@ class ReputationService(UsesSession):
         )
 
     async def for_user(self, user_id: int) -> Reputation:
-        async def load() -> Reputation | None:
-            async with self.reading() as s:
-                # populate_existing: a loader reads the row, never the session's identity map
-                user = await s.get(User, user_id, populate_existing=True)
-                if user is None:
-                    return None
-                higher = await s.scalar(
-                    select(func.count()).select_from(User).where(User.reputation > user.reputation)
-                )
-                events = list(
-                    await s.scalars(
-                        select(ReputationEvent)
-                        .where(ReputationEvent.user_id == user_id)
-                        .order_by(ReputationEvent.created_at.desc(), ReputationEvent.id.desc())
-                        .limit(HISTORY_LIMIT)
-                    )
-                )
-            return Reputation(
-                user_id=user.id,
-                display_name=user.display_name,
-                points=user.reputation,
-                rank=(higher or 0) + 1,
-                history=[
-                    ReputationEntry(
-                        points=e.points,
-                        reason=e.reason,
-                        ref_type=e.ref_type,
-                        ref_id=e.ref_id,
-                        created_at=e.created_at,
-                    )
-                    for e in events
-                ],
-            )
-
-        result = await self.cache.get_or_load(
+        """Points, rank and history: the member's entry plus the rank of their points."""
+        member = await self.cache.get_or_load(
             ck.reputation(user_id),
-            load,
-            type_=cast("type[Reputation | None]", Reputation | None),
+            lambda: self._load_member(user_id),
+            type_=cast("type[MemberPoints | None]", MemberPoints | None),
             ttl=LEADERBOARD_TTL,
-            group=ck.RANKS,
         )
-        if result is None:
+        if member is None:
             raise NotFoundError(f"User {user_id} does not exist.")
-        return result
+        return Reputation(
+            user_id=user_id,
+            display_name=member.display_name,
+            points=member.points,
+            rank=await self.rank(member.points),
+            history=member.history,
+        )
+
+    async def rank(self, points: int) -> int:
+        """1 + the number of members with more than `points`."""
+
+        async def load() -> int:
+            async with self.reading() as s:
+                above = await s.scalar(
+                    select(func.count()).select_from(User).where(User.reputation > points)
+                )
+            return (above or 0) + 1
+
+        return await self.cache.get_or_load(ck.rank(points), load, type_=int, ttl=LEADERBOARD_TTL)
+
+    async def _load_member(self, user_id: int) -> MemberPoints | None:
+        async with self.reading() as s:
+            # populate_existing: a loader reads the row, never the session's identity map
+            user = await s.get(User, user_id, populate_existing=True)
+            if user is None:
+                return None
+            events = list(
+                await s.scalars(
+                    select(ReputationEvent)
+                    .where(ReputationEvent.user_id == user_id)
+                    .order_by(ReputationEvent.created_at.desc(), ReputationEvent.id.desc())
+                    .limit(HISTORY_LIMIT)
+                )
+            )
+        return MemberPoints(
+            display_name=user.display_name,
+            points=user.reputation,
+            history=[
+                ReputationEntry(
+                    points=e.points,
+                    reason=e.reason,
+                    ref_type=e.ref_type,
+                    ref_id=e.ref_id,
+                    created_at=e.created_at,
+                )
+                for e in events
+            ],
+        )
+
+
+class Standing(msgspec.Struct, kw_only=True, frozen=True):
+    points: int
+    on_a_board: bool

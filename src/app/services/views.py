@@ -65,6 +65,14 @@ class Reputation(msgspec.Struct, kw_only=True):
     history: list[ReputationEntry]
 
 
+class MemberPoints(msgspec.Struct, kw_only=True):
+    """A member's cached total and history (their rank is cached per points value)."""
+
+    display_name: str
+    points: int
+    history: list[ReputationEntry]
+
+
 class Membership(msgspec.Struct, kw_only=True):
     """One member's standing in one challenge."""
 
