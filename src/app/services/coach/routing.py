@@ -1,19 +1,20 @@
 """Which model answers: `small_talk` goes to the cheap model, `coaching` to the capable one.
 
 Local and fast (no network, no LLM; tens of microseconds). Rules first, then a tiny trained
-model (``routing_model``), conversation-aware:
+model (``routing_model``) that sees the message and the coach's last turn:
 
 1. Pure social messages (greetings, thanks, goodbyes, laughter) are small talk, even in the
    middle of a coaching thread.
-2. A short reply ("yes, make it 4 weeks", "ok", "mornings") that continues a coaching thread
-   (the coach's last message was about the member's habits, or the member's previous
-   message was routed to coaching) stays coaching.
-3. A message with words of the coaching domain (streak, run, sleep, plan...) is never sent
-   cheap, whatever the model says.
-4. Otherwise the model's P(small_talk) must reach its threshold, chosen by cross-validation
-   to be conservative (and at least THREAD_BAR inside a coaching thread); below it,
-   coaching. When unsure, coaching: a real question sent to the cheap model is the
-   expensive mistake."""
+2. An emoji-only reply answers the coach's question if the coach asked one (coaching),
+   else it is a reaction (small talk).
+3. A message with words of the coaching domain (streak, run, sleep, plan...) or a progress
+   report ("day 30!") is never sent cheap.
+4. A short reply ("ok", "mornings", "no, evenings") that continues a coaching thread (the
+   coach's last turn was a plan or asked about one, or the member's previous message was
+   coaching) stays coaching, unless it is a laughing aside and the coach asked nothing.
+5. Otherwise the conversation-aware model's P(small_talk) must reach its threshold, chosen
+   by cross-validation to be conservative; below it, coaching. When unsure, coaching: a real
+   question sent to the cheap model is the expensive mistake."""
 
 from __future__ import annotations
 
@@ -21,38 +22,49 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from app.services.coach.prompt import Turn
-from app.services.coach.routing_model import RoutingModel, domain_hits, tokens
+from app.services.coach.routing_model import RoutingModel, coaching_hits, last_question, tokens
 
 COACHING = "coaching"
 SMALL_TALK = "small_talk"
 SHORT_REPLY_WORDS = 6
-THREAD_LOOKBACK = 4
-# how many earlier member messages may be followed to find the thread
-COACH_MESSAGE_HITS = 2  # coaching words in the coach's last message that make it a thread
-THREAD_BAR = 0.9  # inside a coaching thread the model must be this sure to route cheap
+THREAD_LOOKBACK = 4  # how many earlier member messages may be followed to find the thread
+PLAN_HITS = 2  # coaching words in the coach's last turn that make it a plan
 
-# Whole messages (or comma/"and"-separated parts of one) that are purely social.
+# Phrases that are purely social: greetings, thanks, goodbyes, laughter, praise.
 SOCIAL = frozenset(
     p.strip()
     for p in """hi|hello|hey|hey there|hiya|heyy|heyyy|yo|sup|howdy|greetings|hello again|hi there|
     good morning|morning|good evening|evening|good afternoon|good day|good night|night|
-    night night|sweet dreams|sleep well|thanks|thank you|thank u|thx|ty|ta|cheers|
-    many thanks|much appreciated|appreciate it|thanks a lot|thanks mate|bye|bye bye|goodbye|
-    ok bye|see you|see ya|see you tomorrow|see you later|talk later|later|catch you later|
-    gotta go|have a nice day|have a good day|have a great day|have a good one|
-    have a great weekend|have a nice weekend|you too|same to you|you're the best|
-    you are the best|love it|lol|haha|hahaha|hehe|lmao|:)|that's all|that's all for now|
-    nice to meet you|take care|how are you|how are you doing|how are you today|
-    how's it going|how is it going|what's up|how's life""".split("|")  # noqa: SIM905
+    night night|nighty night|goodnight|gn|sweet dreams|sleep well|thanks|thank you|thank u|
+    thx|ty|ta|tysm|cheers|many thanks|much appreciated|appreciate it|thanks a lot|thanks a bunch|
+    thanks mate|thanks for everything|thanks for the help|thanks for your help|bye|bye bye|
+    goodbye|ok bye|see you|see ya|cya|see you tomorrow|see you later|talk later|talk soon|ttyl|
+    later|catch you later|gotta go|gotta run|got to go|gtg|have a nice day|have a good day|
+    have a great day|have a good one|have a great weekend|have a nice weekend|you too|
+    same to you|you're the best|you are the best|you rock|love it|love that|lol|lmao|rofl|:)|
+    woohoo|woo|yay|hooray|that's all|that's all for now|nice to meet you|take care|
+    how are you|how are you doing|how are you today|how's it going|how is it going|what's up|
+    how's life|good to know|that helps|that helped|that's helpful|very helpful|helpful|
+    exactly what i needed|just what i needed|that's exactly what i needed|good tip|great tip|
+    nice tip|good idea|great idea|happy monday|happy friday|happy weekend|happy new year|
+    happy holidays|happy birthday""".split("|")  # noqa: SIM905
 )
+_LAUGH = re.compile(r"^(?:a?(?:ha)+h?|(?:he)+|(?:hi){2,}|lo+l+|lmf?ao+)$")
 # Fillers that may accompany a social part ("great, thanks!") without making it coaching.
 ACKS = frozenset(
-    "ok|okay|k|cool|great|awesome|nice|perfect|sure|alright|wow|yay|good|fine|oh|ah".split("|")  # noqa: SIM905
+    p.strip()
+    for p in """ok|okay|okie|kk|k|cool|great|awesome|nice|nice one|perfect|sure|alright|wow|good|
+    fine|oh|ah|ooh|aww|huh|hmm|true|sweet|neat|lovely|brilliant|amazing|right|indeed|fair|
+    fair enough|interesting|got it|yes|yeah|yep|yup|no|nope|nah""".split("|")  # noqa: SIM905
 )
-DROP = frozenset({"coach", "so", "much", "very", "again", "all", "for", "now", "a", "lot"})
+DROP = frozenset(
+    {"coach", "so", "much", "very", "again", "all", "for", "now", "a", "lot", "really"}
+)
 _PARTS = re.compile(r",|;|\band\b|\.|!|\n")
+_LONGEST_PHRASE = max(len(p.split()) for p in SOCIAL | ACKS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,60 +79,115 @@ def model() -> RoutingModel:
     return RoutingModel.load()
 
 
-def _phrase(part: str) -> str:
-    """A part of a message, normalised: as written if that is a known phrase, else with the
-    intensifiers and "coach" dropped ("thank you so much coach" -> "thank you")."""
-    words = [w for w in tokens(part) if w not in ("?", "!")]
-    whole = " ".join(words)
-    if whole in SOCIAL or whole in ACKS:
-        return whole
-    return " ".join(w for w in words if w not in DROP) or whole
+def _segment(words: Sequence[str]) -> tuple[bool, bool] | None:
+    """Cut a part of a message into social phrases, fillers and laughter, longest first.
+    Returns (has_social, has_filler), or None when some words are neither."""
+    social = filler = False
+    i = 0
+    while i < len(words):
+        for n in range(min(_LONGEST_PHRASE, len(words) - i), 0, -1):
+            phrase = " ".join(words[i : i + n])
+            if phrase in SOCIAL or (n == 1 and _LAUGH.match(phrase)):
+                social, i = True, i + n
+                break
+            if phrase in ACKS or (n == 1 and phrase in DROP):
+                filler, i = True, i + n
+                break
+        else:
+            return None
+    return social, filler
 
 
 def is_social(text: str) -> bool:
-    """Every part is social or a filler, and at least one part is social."""
-    parts = [p for p in (_phrase(x) for x in _PARTS.split(text.lower())) if p]
-    if not parts:
+    """Every part is made of social phrases, fillers and laughter, and at least one is social
+    ("haha ok thanks coach", "cool cool. bye!")."""
+    parts = [[w for w in tokens(x) if w not in ("?", "!")] for x in _PARTS.split(text.lower())]
+    cuts = [_segment(words) for words in parts if words]
+    if not cuts or any(c is None for c in cuts):
         return False
-    return all(p in SOCIAL or p in ACKS for p in parts) and any(p in SOCIAL for p in parts)
+    return any(c[0] for c in cuts if c)
+
+
+def is_reaction(text: str) -> bool:
+    """Only emoji or symbols: no word, no number."""
+    return bool(text.strip()) and not any(ch.isalnum() for ch in text)
+
+
+def coach_asked(history: Sequence[Turn]) -> bool:
+    """Did the coach's last turn ask the member something other than a pleasantry?"""
+    if not history or history[-1].role != "assistant":
+        return False
+    question = last_question(history[-1].content)
+    return question is not None and not is_social(question)
 
 
 def is_short(text: str) -> bool:
     return len([w for w in tokens(text) if w not in ("?", "!")]) <= SHORT_REPLY_WORDS
 
 
-def _thread_is_coaching(history: Sequence[Turn], depth: int = THREAD_LOOKBACK) -> bool:
-    """Is the conversation in a coaching thread? Yes if the coach's last message was about
-    the member's habits (two or more coaching words: a plan, a question about it) or the
-    member's latest earlier message was routed to coaching (followed through short replies)."""
-    last_reply = history[-1] if history and history[-1].role == "assistant" else None
-    if last_reply and domain_hits(tokens(last_reply.content)) >= COACH_MESSAGE_HITS:
+def in_coaching_thread(history: Sequence[Turn], depth: int = THREAD_LOOKBACK) -> bool:
+    """Is the conversation in a coaching thread? Yes if the coach's last turn was about the
+    member's habits (two or more coaching words: a plan) or asked about them, or the
+    member's previous message was coaching by the rules (followed through short replies)."""
+    if not history or history[-1].role != "assistant":
+        return False
+    coach = history[-1].content
+    question = last_question(coach)
+    if coaching_hits(coach) >= PLAN_HITS or (question and coaching_hits(question)):
         return True
-    users = [i for i, t in enumerate(history) if t.role == "user"]
+    users = [i for i, turn in enumerate(history) if turn.role == "user"]
     if not users or depth <= 0:
         return False
     last = users[-1]
-    return classify(history[:last], history[last].content, depth - 1).route == COACHING
+    earlier = rule_decision(history[:last], history[last].content, depth - 1)
+    return earlier is not None and earlier.route == COACHING
 
 
-def classify(history: Sequence[Turn], text: str, depth: int = THREAD_LOOKBACK) -> RouteDecision:
-    """Route `text`, the member's new message, given the turns before it (oldest first)."""
+def _laughing_aside(history: Sequence[Turn], text: str) -> bool:
+    """A laughing remark ("lmao my legs went numb") with no number and no coaching word,
+    when the coach asked nothing: the model decides, not the short-reply rule."""
+    laughs = any(_LAUGH.match(w) for w in tokens(text)) or any(ch in text for ch in "😂🤣😆😅")
+    plain = not coaching_hits(text) and not any(ch.isdigit() for ch in text)
+    return laughs and plain and not coach_asked(history)
+
+
+def rule_decision(
+    history: Sequence[Turn], text: str, depth: int = THREAD_LOOKBACK
+) -> RouteDecision | None:
+    """The rules' route, or None when the model must decide."""
     if not text.strip():
         return RouteDecision(COACHING, "rule: empty message (default to coaching)")
     if is_social(text):
         return RouteDecision(SMALL_TALK, "rule: greeting, thanks or goodbye")
-    in_thread = depth > 0 and _thread_is_coaching(history, depth)
-    if in_thread and is_short(text):
+    if is_reaction(text):
+        if coach_asked(history):
+            return RouteDecision(COACHING, "rule: an emoji answering the coach's question")
+        return RouteDecision(SMALL_TALK, "rule: an emoji reaction")
+    if coaching_hits(text):
+        return RouteDecision(COACHING, "rule: coaching vocabulary")
+    thread = in_coaching_thread(history, depth) if depth > 0 else False
+    if thread and is_short(text) and not _laughing_aside(history, text):
         return RouteDecision(COACHING, "rule: short reply continuing a coaching thread")
+    return None
+
+
+def decided_by_rules(row: dict[str, Any]) -> bool:
+    """Would the rules route this labelled row without asking the model?"""
+    history = [Turn(str(h["role"]), str(h["content"])) for h in row.get("history") or []]
+    return rule_decision(history, str(row["text"])) is not None
+
+
+def classify(history: Sequence[Turn], text: str) -> RouteDecision:
+    """Route `text`, the member's new message, given the turns before it (oldest first)."""
+    decision = rule_decision(history, text)
+    if decision is not None:
+        return decision
     m = model()
-    p = m.p_small_talk(text)
-    bar = max(m.threshold, THREAD_BAR) if in_thread else m.threshold
-    if p >= bar and domain_hits(tokens(text)):
-        return RouteDecision(COACHING, f"rule: coaching vocabulary (p_small_talk={p:.2f})")
-    if p >= bar:
-        return RouteDecision(SMALL_TALK, f"model: p_small_talk={p:.2f} >= {bar:.2f}")
-    where = " in a coaching thread" if in_thread else ""
-    return RouteDecision(COACHING, f"model: p_small_talk={p:.2f} < {bar:.2f}{where}")
+    p = m.p_small_talk(text, history)
+    after = " after the coach's question" if coach_asked(history) else ""
+    if p >= m.threshold:
+        return RouteDecision(SMALL_TALK, f"model: p_small_talk={p:.2f} >= {m.threshold:.2f}{after}")
+    return RouteDecision(COACHING, f"model: p_small_talk={p:.2f} < {m.threshold:.2f}{after}")
 
 
 def evaluate(rows: Sequence[dict[str, object]]) -> dict[str, float | int]:

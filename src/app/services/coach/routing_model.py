@@ -1,4 +1,6 @@
-"""A tiny text classifier for routing: logistic regression over word and character n-grams.
+"""A tiny conversation-aware text classifier for routing: logistic regression over the
+member's message (word and character n-grams, shape flags) and the coach's last turn (its
+words, whether it asked a question and about what).
 
 Pure Python at inference (a dict lookup per feature: tens of microseconds); numpy only to
 train. Trained offline by ``python -m app coach train-router`` on the shipped labelled set
@@ -10,8 +12,7 @@ import itertools
 import json
 import math
 import re
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,9 @@ COACHING_STEMS = tuple(
     weight kilo motivat consisten progress track target schedul week daily minute rep set
     injur hurt pain sore stress procrastinat focus productiv quit skip miss fail relaps tip
     advice help improv fit strength cardio mileage endurance pace race marathon 5k 10k
-    milestone reward accountab discipline overwhelm burnout tired lazy""".split()  # noqa: SIM905
+    milestone reward accountab discipline overwhelm burnout tired lazy stuck struggl
+    myself mornings evenings afternoons weekends weekdays chaos chaotic apart busy monday
+    tuesday wednesday thursday friday saturday sunday""".split()  # noqa: SIM905
 )
 ASK_PATTERNS = re.compile(
     r"\b(how (do|can|should|much|many|long|often)|should i|can you|could you|help me|"
@@ -47,11 +50,18 @@ ASK_PATTERNS = re.compile(
 
 
 _LONG_STEMS = tuple(s for s in COACHING_STEMS if len(s) >= 5)
+# Progress reports: "day 30", "week 3", "10 days in a row", "I did it".
+_PROGRESS = re.compile(r"\b(?:day|week|month)\s*#?\d+\b|\bin a row\b|\bi did it\b")
 
 
 def domain_hits(words: Sequence[str]) -> int:
     """Words of the coaching domain ("overtraining" counts: long stems match inside words)."""
     return sum(1 for w in words if w.startswith(COACHING_STEMS) or any(s in w for s in _LONG_STEMS))
+
+
+def coaching_hits(text: str) -> int:
+    """Words of the coaching domain, plus one for a progress report ("day 30 done!")."""
+    return domain_hits(tokens(text)) + bool(_PROGRESS.search(text.lower()))
 
 
 def _length_bucket(n: int) -> str:
@@ -76,7 +86,7 @@ def features(text: str) -> list[str]:
         feats.append("has:digit")
     if "?" in text:
         feats.append("has:question")
-    hits = domain_hits(words)
+    hits = coaching_hits(text)
     if hits:
         feats.append("lex:domain")
     if hits >= 2:
@@ -86,18 +96,51 @@ def features(text: str) -> list[str]:
     return feats
 
 
+_QUESTION = re.compile(r"[^.!?\n]*\?")
+SHORT_REPLY_WORDS = 6
+
+
+def last_question(text: str) -> str | None:
+    """The last question in a message, if it asks one."""
+    questions: list[str] = _QUESTION.findall(text)
+    return questions[-1].strip() if questions else None
+
+
+def context_features(history: Sequence[Any], text: str) -> list[str]:
+    """What the conversation says about the new message: the coach's last turn (words,
+    coaching words, its question) and whether the member's previous message was about
+    coaching. `history` holds turns with `.role` and `.content`, oldest first."""
+    if not history or history[-1].role != "assistant":
+        return ["ctx:none"]
+    coach = history[-1].content
+    feats = ["ctx:coach"] + [f"a:{w}" for w in set(tokens(coach))]
+    hits = coaching_hits(coach)
+    feats += ["a:coaching"] * (hits >= 1) + ["a:coaching2"] * (hits >= 2)
+    question = last_question(coach)
+    if question:
+        feats += ["q:asked"] + [f"q:{w}" for w in set(tokens(question))]
+        feats += ["q:coaching"] * bool(coaching_hits(question))
+    earlier = [t.content for t in history if t.role == "user"]
+    if earlier and coaching_hits(earlier[-1]):
+        feats.append("u:coaching")
+    if len([w for w in tokens(text) if w not in "?!"]) <= SHORT_REPLY_WORDS:
+        feats += ["ctx:short"] + ["q:short_answer"] * bool(question)
+    return feats
+
+
 @dataclass
 class RoutingModel:
-    """P(small_talk | text) = sigmoid(bias + sum of the weights of the text's features)."""
+    """P(small_talk | message, conversation) = sigmoid(bias + the features' weights)."""
 
     bias: float
     weights: dict[str, float]
     threshold: float  # route small talk only at or above this probability
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def p_small_talk(self, text: str) -> float:
+    def p_small_talk(self, text: str, history: Sequence[Any] = ()) -> float:
         w = self.weights
-        z = self.bias + sum(w.get(f, 0.0) for f in set(features(text)))
+        feats = set(features(text)) | set(context_features(history, text))
+        z = self.bias + sum(w.get(f, 0.0) for f in feats)
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
     def to_json(self) -> str:
@@ -121,29 +164,27 @@ class RoutingModel:
 
 
 def fit(
-    texts: Sequence[str],
+    rows: Sequence[list[str]],
     labels: Sequence[str],
     *,
     l2: float = 1e-3,
     epochs: int = 400,
     lr: float = 0.5,
-    min_count: int = 1,
 ) -> tuple[float, dict[str, float]]:
-    """Full-batch gradient descent on the L2-regularised logistic loss (numpy, offline)."""
+    """Full-batch gradient descent on the L2-regularised logistic loss (numpy, offline).
+    `rows` are the feature lists of the examples."""
     import numpy as np
 
-    counts: Counter[str] = Counter(f for t in texts for f in set(features(t)))
-    vocab = sorted(f for f, c in counts.items() if c >= min_count)
+    vocab = sorted({f for feats in rows for f in feats})
     index = {f: i for i, f in enumerate(vocab)}
-    x = np.zeros((len(texts), len(vocab)), dtype=np.float64)
-    for row, text in enumerate(texts):
-        for f in set(features(text)):
-            if f in index:
-                x[row, index[f]] = 1.0
+    x = np.zeros((len(rows), len(vocab)), dtype=np.float64)
+    for row, feats in enumerate(rows):
+        for f in feats:
+            x[row, index[f]] = 1.0
     y = np.array([1.0 if label == SMALL_TALK_LABEL else 0.0 for label in labels])
     w = np.zeros(len(vocab))
     b = 0.0
-    n = float(len(texts))
+    n = float(len(rows))
     for _ in range(epochs):
         p = 1.0 / (1.0 + np.exp(-(x @ w + b)))
         err = p - y
@@ -153,30 +194,40 @@ def fit(
 
 
 def train(
-    rows: Iterable[dict[str, Any]], *, folds: int = 5, margin: float = 0.05, l2: float = 1e-2
+    rows: Iterable[dict[str, Any]],
+    *,
+    decided_by_rules: Callable[[dict[str, Any]], bool],
+    folds: int = 5,
+    margin: float = 0.05,
+    l2: float = 1e-2,
 ) -> RoutingModel:
-    """Fit on single-message rows; pick the threshold by cross-validation on the same rows:
-    the highest P(small_talk) a held-back coaching message without coaching vocabulary got,
-    plus a margin (a real question sent to the cheap model is the expensive mistake)."""
-    singles = [r for r in rows if not r.get("history")]
-    texts = [str(r["text"]) for r in singles]
-    labels = [str(r["label"]) for r in singles]
+    """Fit on every labelled row (with its conversation); pick the threshold by
+    cross-validation on the same rows: the highest P(small_talk) a held-back coaching
+    message got, plus a margin (a real question sent to the cheap model is the expensive
+    mistake). Rows the router's rules decide without the model do not set the bar."""
+    from app.services.coach.prompt import Turn
+
+    rows = list(rows)
+    feats = []
+    for r in rows:
+        history = [Turn(str(h["role"]), str(h["content"])) for h in r.get("history") or []]
+        text = str(r["text"])
+        feats.append(sorted(set(features(text)) | set(context_features(history, text))))
+    labels = [str(r["label"]) for r in rows]
     worst_coaching = 0.5
     for k in range(folds):
-        fit_idx = [i for i in range(len(texts)) if i % folds != k]
-        bias, weights = fit([texts[i] for i in fit_idx], [labels[i] for i in fit_idx], l2=l2)
-        probe = RoutingModel(bias, weights, 1.0)
-        for i in range(k, len(texts), folds):
-            # messages with coaching vocabulary never go cheap (a rule in routing.py), so
-            # only the others decide how high the bar must be
-            if labels[i] != SMALL_TALK_LABEL and not domain_hits(tokens(texts[i])):
-                worst_coaching = max(worst_coaching, probe.p_small_talk(texts[i]))
-    threshold = round(min(0.95, worst_coaching + margin), 3)
-    bias, weights = fit(texts, labels, l2=l2)
+        fit_idx = [i for i in range(len(rows)) if i % folds != k]
+        bias, weights = fit([feats[i] for i in fit_idx], [labels[i] for i in fit_idx], l2=l2)
+        for i in range(k, len(rows), folds):
+            if labels[i] != SMALL_TALK_LABEL and not decided_by_rules(rows[i]):
+                z = bias + sum(weights.get(f, 0.0) for f in feats[i])
+                worst_coaching = max(worst_coaching, 1.0 / (1.0 + math.exp(-z)))
+    threshold = round(min(0.97, worst_coaching + margin), 3)
+    bias, weights = fit(feats, labels, l2=l2)
     meta = {
         "l2": l2,
         "margin": margin,
-        "trained_on": len(texts),
+        "trained_on": len(rows),
         "cv_folds": folds,
         "cv_worst_coaching_p": worst_coaching,
     }
