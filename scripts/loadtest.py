@@ -578,6 +578,21 @@ def report(runs: list[Run], args: argparse.Namespace, stamp: str, machine: dict[
                 f"Cold start: first seconds after the flush p95 {ms(warming.get('p(95)'))} ms "
                 f"(p99 {ms(warming.get('p(99)'))}), afterwards p95 {ms(warm.get('p(95)'))} ms.",
             ]
+    for run in runs:
+        conflicts = run.metric("write_conflicts") if run.summary else {}
+        if conflicts:
+            total = conflicts.get("passes", 0) + conflicts.get("fails", 0)
+            fresh = (
+                ""
+                if args.smoke
+                else "; each write run logs in load accounts with no check-in "
+                "today, so the rest are real joins and check-ins"
+            )
+            lines += [
+                "",
+                f"{run.name}: {conflicts.get('passes', 0)} of {total} writes answered 409 "
+                f"(already joined / checked in){fresh}.",
+            ]
     coach = next((r for r in runs if r.name == "coach"), None)
     if coach and coach.summary:
         stream, opened, post = (
