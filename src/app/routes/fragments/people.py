@@ -10,9 +10,9 @@ from litestar.response import Template
 
 from app.lib.auth import member, requires_member
 from app.services.challenges import ChallengeService
-from app.services.reputation import ReputationService
+from app.services.reputation import MAX_BOARD, ReputationService
 
-Limit = Annotated[int, Parameter(ge=1, le=100)]
+Limit = Annotated[int, Parameter(ge=1, le=MAX_BOARD)]
 HistoryLimit = Annotated[int, Parameter(ge=0, le=50)]
 
 
