@@ -107,10 +107,10 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from app.services.coach.routing import decided_by_rules
+    from app.services.coach.routing import rule_route
     from app.services.coach.routing_model import train
 
-    model = train(_read_jsonl(args.data), decided_by_rules=decided_by_rules)
+    model = train(_read_jsonl(args.data), rule_route=rule_route)
     args.out.write_text(model.to_json() + "\n", encoding="utf-8")
     print(json.dumps({"out": str(args.out), "threshold": model.threshold, **model.meta}))
     return 0

@@ -97,22 +97,19 @@ def _rows(name: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-HELDOUT_MISS = (
-    "held-out v4 (200 rows written by a separate session that never saw the router): "
-    "accuracy 80.0 %, 2 of 110 coaching messages sent cheap (1.8 %); the router does not "
-    "generalise to another writer's phrasing yet (issue 5 stays open)"
+@pytest.mark.xfail(
+    strict=True,
+    reason="held-out v5 (200 rows written by a separate session that never saw the router): "
+    "accuracy 86.5 %; most misses are small talk sent to the capable model (issue 5 open)",
 )
-
-
-@pytest.mark.xfail(strict=True, reason=HELDOUT_MISS)
 def test_heldout_accuracy_target() -> None:
     result = evaluate(_rows("heldout"))
     assert result["n"] >= 100
     assert result["accuracy"] >= 0.95
 
 
-@pytest.mark.xfail(strict=True, reason=HELDOUT_MISS)
 def test_heldout_expensive_mistakes_target() -> None:
+    """At most 1 % of coaching messages sent to the cheap model (v5: 0 of 110)."""
     assert evaluate(_rows("heldout"))["coaching_to_small_talk"] <= 0.01
 
 

@@ -171,10 +171,11 @@ def rule_decision(
     return None
 
 
-def decided_by_rules(row: dict[str, Any]) -> bool:
-    """Would the rules route this labelled row without asking the model?"""
+def rule_route(row: dict[str, Any]) -> str | None:
+    """The rules' route for a labelled row, or None when the model would decide."""
     history = [Turn(str(h["role"]), str(h["content"])) for h in row.get("history") or []]
-    return rule_decision(history, str(row["text"])) is not None
+    decision = rule_decision(history, str(row["text"]))
+    return decision.route if decision else None
 
 
 def classify(history: Sequence[Turn], text: str) -> RouteDecision:

@@ -196,15 +196,17 @@ def fit(
 def train(
     rows: Iterable[dict[str, Any]],
     *,
-    decided_by_rules: Callable[[dict[str, Any]], bool],
+    rule_route: Callable[[dict[str, Any]], str | None],
     folds: int = 5,
-    margin: float = 0.05,
+    budget: float = 0.005,
+    margin: float = 0.01,
     l2: float = 1e-2,
 ) -> RoutingModel:
     """Fit on every labelled row (with its conversation); pick the threshold by
-    cross-validation on the same rows: the highest P(small_talk) a held-back coaching
-    message got, plus a margin (a real question sent to the cheap model is the expensive
-    mistake). Rows the router's rules decide without the model do not set the bar."""
+    cross-validation on the same rows: the lowest bar at which at most `budget` of the
+    coaching messages would go cheap (the rules' own mistakes count first), plus a margin.
+    The target is 1 %; the budget is half of it because a real question sent to the cheap
+    model is the expensive mistake. `rule_route` is the rules' answer for a row, or None."""
     from app.services.coach.prompt import Turn
 
     rows = list(rows)
@@ -214,21 +216,30 @@ def train(
         text = str(r["text"])
         feats.append(sorted(set(features(text)) | set(context_features(history, text))))
     labels = [str(r["label"]) for r in rows]
-    worst_coaching = 0.5
+    coaching = [i for i, label in enumerate(labels) if label != SMALL_TALK_LABEL]
+    by_rules = {i: rule_route(rows[i]) for i in coaching}
+    rule_misses = sum(route == SMALL_TALK_LABEL for route in by_rules.values())
+    held_back: list[float] = []  # CV P(small_talk) of the coaching rows the model decides
     for k in range(folds):
         fit_idx = [i for i in range(len(rows)) if i % folds != k]
         bias, weights = fit([feats[i] for i in fit_idx], [labels[i] for i in fit_idx], l2=l2)
-        for i in range(k, len(rows), folds):
-            if labels[i] != SMALL_TALK_LABEL and not decided_by_rules(rows[i]):
+        for i in coaching:
+            if i % folds == k and by_rules[i] is None:
                 z = bias + sum(weights.get(f, 0.0) for f in feats[i])
-                worst_coaching = max(worst_coaching, 1.0 / (1.0 + math.exp(-z)))
-    threshold = round(min(0.97, worst_coaching + margin), 3)
+                held_back.append(1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z)))))
+    held_back.sort(reverse=True)
+    allowed = max(0, int(budget * len(coaching)) - rule_misses)
+    bar = held_back[allowed] if allowed < len(held_back) else 0.5
+    threshold = round(min(0.97, max(0.5, bar) + margin), 3)
     bias, weights = fit(feats, labels, l2=l2)
     meta = {
         "l2": l2,
+        "budget": budget,
         "margin": margin,
         "trained_on": len(rows),
         "cv_folds": folds,
-        "cv_worst_coaching_p": worst_coaching,
+        "cv_rule_misses": rule_misses,
+        "cv_allowed_model_misses": allowed,
+        "cv_top_coaching_p": [round(p, 3) for p in held_back[: allowed + 3]],
     }
     return RoutingModel(bias, weights, threshold, meta)
