@@ -13,7 +13,8 @@ model (``routing_model``) that sees the message and the coach's last turn:
    coach's last turn was a plan or asked about one, or the member's previous message was
    coaching) stays coaching, unless it is a laughing aside and the coach asked nothing.
 5. Otherwise the conversation-aware model's P(small_talk) must reach its threshold, chosen
-   by cross-validation to be conservative; below it, coaching. When unsure, coaching: a real
+   by cross-validation so that at most 0.5 % of coaching messages would go cheap; below it,
+   coaching. When unsure, coaching: a real
    question sent to the cheap model is the expensive mistake."""
 
 from __future__ import annotations
@@ -25,11 +26,16 @@ from functools import lru_cache
 from typing import Any
 
 from app.services.coach.prompt import Turn
-from app.services.coach.routing_model import RoutingModel, coaching_hits, last_question, tokens
+from app.services.coach.routing_model import (
+    SHORT_REPLY_WORDS,
+    RoutingModel,
+    coaching_hits,
+    last_question,
+    tokens,
+)
 
 COACHING = "coaching"
 SMALL_TALK = "small_talk"
-SHORT_REPLY_WORDS = 6
 THREAD_LOOKBACK = 4  # how many earlier member messages may be followed to find the thread
 PLAN_HITS = 2  # coaching words in the coach's last turn that make it a plan
 
