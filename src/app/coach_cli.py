@@ -54,13 +54,8 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
 
 
-def _history(raw: Any) -> list[Any]:
-    from app.services.coach.prompt import Turn
-
-    return [Turn(str(h.get("role", "")), str(h.get("content", ""))) for h in raw or []]
-
-
 def _route(args: argparse.Namespace) -> int:
+    from app.services.coach.prompt import turns
     from app.services.coach.routing import COACHING, classify
     from app.settings import get_settings
 
@@ -70,7 +65,7 @@ def _route(args: argparse.Namespace) -> int:
         if not line.strip():
             continue
         item = json.loads(line)
-        decision = classify(_history(item.get("history")), str(item.get("text", "")))
+        decision = classify(turns(item.get("history")), str(item.get("text", "")))
         out = {
             "route": decision.route,
             "model": models.get(decision.route, settings.small_talk_model),
@@ -117,13 +112,14 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from app.services.coach.prompt import turns
     from app.services.coach.routing import classify, evaluate, model
 
     rows = _read_jsonl(args.data)
     model()  # loaded before timing
     timings, cpu = [], []
     for row in rows:
-        history = _history(row.get("history"))
+        history = turns(row.get("history"))
         started, started_cpu = time.perf_counter(), time.thread_time()
         decision = classify(history, str(row["text"]))
         timings.append((time.perf_counter() - started) * 1000)

@@ -34,6 +34,11 @@ class Turn:
     content: str
 
 
+def turns(raw: Any) -> list[Turn]:
+    """Turns from JSON-shaped history (``[{"role", "content"}]``; None is no history)."""
+    return [Turn(str(h.get("role", "")), str(h.get("content", ""))) for h in raw or []]
+
+
 def quoted(text: str, limit: int = 200) -> str:
     """User-written text as a JSON string literal: data, visibly delimited. Angle brackets
     are escaped too (still valid JSON), so no text can close or reopen <member_data>."""

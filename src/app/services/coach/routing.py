@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from app.services.coach.prompt import Turn
+from app.services.coach.prompt import Turn, turns
 from app.services.coach.routing_model import (
-    SHORT_REPLY_WORDS,
     RoutingModel,
     coaching_hits,
+    is_short,
     last_question,
     tokens,
 )
@@ -127,10 +127,6 @@ def coach_asked(history: Sequence[Turn]) -> bool:
     return question is not None and not is_social(question)
 
 
-def is_short(text: str) -> bool:
-    return len([w for w in tokens(text) if w not in ("?", "!")]) <= SHORT_REPLY_WORDS
-
-
 def in_coaching_thread(history: Sequence[Turn], depth: int = THREAD_LOOKBACK) -> bool:
     """Is the conversation in a coaching thread? Yes if the coach's last turn was about the
     member's habits (two or more coaching words: a plan) or asked about them, or the
@@ -179,8 +175,7 @@ def rule_decision(
 
 def rule_route(row: dict[str, Any]) -> str | None:
     """The rules' route for a labelled row, or None when the model would decide."""
-    history = [Turn(str(h["role"]), str(h["content"])) for h in row.get("history") or []]
-    decision = rule_decision(history, str(row["text"]))
+    decision = rule_decision(turns(row.get("history")), str(row["text"]))
     return decision.route if decision else None
 
 
@@ -202,8 +197,7 @@ def evaluate(rows: Sequence[dict[str, object]]) -> dict[str, float | int]:
     shaped like ``{"history": [{"role", "content"}], "text", "label"}``."""
     total = correct = coaching = coaching_cheap = 0
     for row in rows:
-        history = [Turn(str(h["role"]), str(h["content"])) for h in row.get("history") or []]  # type: ignore[attr-defined]
-        got = classify(history, str(row["text"])).route
+        got = classify(turns(row.get("history")), str(row["text"])).route
         total += 1
         correct += got == row["label"]
         if row["label"] == COACHING:

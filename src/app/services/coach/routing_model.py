@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.services.coach.prompt import turns
+
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 WEIGHTS_PATH = DATA_DIR / "routing_model.json"
 SMALL_TALK_LABEL = "small_talk"
+SHORT_REPLY_WORDS = 6
 
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?|\d+|[?!]|:\)")
 
@@ -64,6 +67,15 @@ def coaching_hits(text: str) -> int:
     return domain_hits(tokens(text)) + bool(_PROGRESS.search(text.lower()))
 
 
+def word_count(words: Sequence[str]) -> int:
+    """Words, not counting ? and ! tokens."""
+    return sum(1 for w in words if w not in ("?", "!"))
+
+
+def is_short(text: str) -> bool:
+    return word_count(tokens(text)) <= SHORT_REPLY_WORDS
+
+
 def _length_bucket(n: int) -> str:
     for limit, name in ((1, "1"), (2, "2"), (3, "3"), (6, "4-6"), (12, "7-12")):
         if n <= limit:
@@ -81,7 +93,7 @@ def features(text: str) -> list[str]:
         if w.isalpha() and len(w) > 2:
             marked = f"<{w}>"
             feats += [f"c:{marked[i : i + 3]}" for i in range(len(marked) - 2)]
-    feats.append(f"len:{_length_bucket(len([w for w in words if w not in '?!']))}")
+    feats.append(f"len:{_length_bucket(word_count(words))}")
     if any(ch.isdigit() for ch in text):
         feats.append("has:digit")
     if "?" in text:
@@ -97,7 +109,6 @@ def features(text: str) -> list[str]:
 
 
 _QUESTION = re.compile(r"[^.!?\n]*\?")
-SHORT_REPLY_WORDS = 6
 
 
 def last_question(text: str) -> str | None:
@@ -123,9 +134,18 @@ def context_features(history: Sequence[Any], text: str) -> list[str]:
     earlier = [t.content for t in history if t.role == "user"]
     if earlier and coaching_hits(earlier[-1]):
         feats.append("u:coaching")
-    if len([w for w in tokens(text) if w not in "?!"]) <= SHORT_REPLY_WORDS:
+    if is_short(text):
         feats += ["ctx:short"] + ["q:short_answer"] * bool(question)
     return feats
+
+
+def conversation_features(text: str, history: Sequence[Any]) -> list[str]:
+    """Everything the model sees: the message's features and the conversation's."""
+    return sorted(set(features(text)) | set(context_features(history, text)))
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
 
 @dataclass
@@ -139,9 +159,9 @@ class RoutingModel:
 
     def p_small_talk(self, text: str, history: Sequence[Any] = ()) -> float:
         w = self.weights
-        feats = set(features(text)) | set(context_features(history, text))
-        z = self.bias + sum(w.get(f, 0.0) for f in feats)
-        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+        return _sigmoid(
+            self.bias + sum(w.get(f, 0.0) for f in conversation_features(text, history))
+        )
 
     def to_json(self) -> str:
         body = {
@@ -207,14 +227,8 @@ def train(
     coaching messages would go cheap (the rules' own mistakes count first), plus a margin.
     The target is 1 %; the budget is half of it because a real question sent to the cheap
     model is the expensive mistake. `rule_route` is the rules' answer for a row, or None."""
-    from app.services.coach.prompt import Turn
-
     rows = list(rows)
-    feats = []
-    for r in rows:
-        history = [Turn(str(h["role"]), str(h["content"])) for h in r.get("history") or []]
-        text = str(r["text"])
-        feats.append(sorted(set(features(text)) | set(context_features(history, text))))
+    feats = [conversation_features(str(r["text"]), turns(r.get("history"))) for r in rows]
     labels = [str(r["label"]) for r in rows]
     coaching = [i for i, label in enumerate(labels) if label != SMALL_TALK_LABEL]
     by_rules = {i: rule_route(rows[i]) for i in coaching}
@@ -225,8 +239,7 @@ def train(
         bias, weights = fit([feats[i] for i in fit_idx], [labels[i] for i in fit_idx], l2=l2)
         for i in coaching:
             if i % folds == k and by_rules[i] is None:
-                z = bias + sum(weights.get(f, 0.0) for f in feats[i])
-                held_back.append(1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z)))))
+                held_back.append(_sigmoid(bias + sum(weights.get(f, 0.0) for f in feats[i])))
     held_back.sort(reverse=True)
     allowed = max(0, int(budget * len(coaching)) - rule_misses)
     bar = held_back[allowed] if allowed < len(held_back) else 0.5
