@@ -12,7 +12,6 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from app.db.models import User
-from app.services import cache_keys as ck
 from app.services.cache import CacheService
 from app.services.errors import ConflictError, InvalidInputError, NotFoundError
 from app.services.reputation import ReputationService
@@ -88,8 +87,7 @@ class AccountService(UsesSession):
         # With fewer than MAX_BOARD members, a new member (0 points) joins the boards' tail.
         standing = await reputation.standing(user.id)
         await self.session.commit()
-        if standing.on_a_board:
-            await self.cache.invalidate_group(ck.LEADERBOARD)
+        await reputation.invalidate_for(user.id, 0, standing)
         return Viewer(id=user.id, display_name=user.display_name)
 
     async def authenticate(self, email: str, password: str) -> Viewer | None:

@@ -259,7 +259,9 @@ class ChallengeService(UsesSession):
         await self.cache.invalidate(ck.challenge(challenge_id))
         await self.cache.invalidate_group(ck.CHALLENGE_LISTS)
         # A new participation has no check-ins: no need to read it back.
-        return _membership(challenge, check_ins=0, days=[], completed=False)
+        return _membership(
+            challenge, check_ins=0, days=[], completed=False, today=today_utc().date()
+        )
 
     async def check_in(self, user_id: int, challenge_id: int, note: str = "") -> Membership:
         """Record today's check-in and award +10, +5 on every 7th day, +100 on completion."""
@@ -330,9 +332,8 @@ def _membership(
     check_ins: int,
     days: list[date],
     completed: bool,
-    today: date | None = None,
+    today: date,
 ) -> Membership:
-    today = today or today_utc().date()
     return Membership(
         challenge_id=c.id,
         title=c.title,
