@@ -134,6 +134,21 @@ async def test_new_challenge_is_visible_at_once(client: Client, auth: dict[str, 
     assert (await client.get("/api/v1/challenges?q=brand+new+habit")).json()["total"] == 1
 
 
+async def test_reads_of_an_id_before_it_existed_do_not_hide_it(
+    client: Client, auth: dict[str, str]
+) -> None:
+    """A 404 is cached like any read; creating the challenge must forget it at once."""
+    body = {"title": "Next in line", "category": "testing"}
+    first = (await client.post("/api/v1/challenges", json=body, headers=auth)).json()["id"]
+    reads = [f"/api/v1/challenges/{first + 1}", f"/api/v1/challenges/{first + 1}/check-ins"]
+    for url in reads * 2:  # the second round is answered from the cache
+        assert (await client.get(url)).status_code == 404
+    created = await client.post("/api/v1/challenges", json=body, headers=auth)
+    assert created.json()["id"] == first + 1
+    for url in reads:
+        assert (await client.get(url)).status_code == 200, url
+
+
 async def _check_in_to_new_challenge(client: Client, auth: dict[str, str]) -> None:
     created = await client.post(
         "/api/v1/challenges", json={"title": "Climbing", "category": "testing"}, headers=auth

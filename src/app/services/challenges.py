@@ -127,10 +127,12 @@ class ChallengeService(UsesSession):
         return detail
 
     async def recent_check_ins(self, challenge_id: int) -> list[CheckInView]:
-        await self.get(challenge_id)
+        """The latest check-ins; one cache read (a missing challenge is cached as None)."""
 
-        async def load() -> list[CheckInView]:
+        async def load() -> list[CheckInView] | None:
             async with self.reading() as s:
+                if await s.get(Challenge, challenge_id) is None:
+                    return None
                 rows = await s.execute(
                     select(CheckIn, User.display_name)
                     .join(User, User.id == CheckIn.user_id)
@@ -150,12 +152,15 @@ class ChallengeService(UsesSession):
                     for c, name in rows
                 ]
 
-        return await self.cache.get_or_load(
+        items = await self.cache.get_or_load(
             ck.recent_check_ins(challenge_id),
             load,
-            type_=list[CheckInView],
+            type_=cast("type[list[CheckInView] | None]", list[CheckInView] | None),
             ttl=DETAIL_TTL,
         )
+        if items is None:
+            raise NotFoundError(f"Challenge {challenge_id} does not exist.")
+        return items
 
     async def membership(self, user_id: int, challenge_id: int) -> Membership | None:
         rows = await self._memberships(user_id, challenge_id)
@@ -213,7 +218,9 @@ class ChallengeService(UsesSession):
         self.session.add(challenge)
         await self.session.commit()
         # A read of this id before it existed may have cached "not found".
-        await self.cache.invalidate(ck.challenge(challenge.id), ck.categories())
+        await self.cache.invalidate(
+            ck.challenge(challenge.id), ck.recent_check_ins(challenge.id), ck.categories()
+        )
         await self.cache.invalidate_group(ck.CHALLENGE_LISTS)
         return _detail(challenge)
 
