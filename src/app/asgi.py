@@ -32,6 +32,7 @@ from app.lib.asgi_headers import SESSION_COOKIE
 from app.lib.auth import (
     CSRF_COOKIE,
     CSRF_HEADER,
+    SKIP_SESSION,
     BearerAwareCSRFMiddleware,
     ViewerMiddleware,
 )
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         httponly=True,
         secure=not settings.is_development,
         samesite="lax",
+        exclude_opt_key=SKIP_SESSION,
     )
     login_limit = RateLimitConfig(
         rate_limit=("minute", settings.login_rate_limit),

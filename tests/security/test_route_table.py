@@ -14,6 +14,7 @@ from typing import Any
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from app.lib.auth import SKIP_SESSION
 from tests.conftest import csrf_token
 
 Client = AsyncTestClient[Litestar]
@@ -167,3 +168,24 @@ async def test_cross_site_form_post_with_session_is_rejected(member_client: Clie
         follow_redirects=False,
     )
     assert res.status_code == 403
+
+
+def test_only_unguarded_public_reads_skip_the_session(app: Litestar) -> None:
+    """PUBLIC_READ handlers never see who is asking, so each must be a GET anyone may use."""
+    skipping = set()
+    for route in app.routes:
+        for handler in route.route_handlers:
+            if handler.opt.get(SKIP_SESSION):
+                assert not handler.guards, (route.path, handler.guards)
+                skipping.update((m, route.path) for m in handler.http_methods - {"HEAD"})
+    assert skipping, "the hot API reads should skip the session"
+    assert {m for m, _ in skipping} == {"GET"}
+    assert skipping <= PUBLIC, skipping - PUBLIC
+
+
+async def test_a_public_read_leaves_a_browser_session_alone(member_client: Client) -> None:
+    for url in ("/api/v1/leaderboard", "/api/v1/challenges/1", "/api/v1/users/1/reputation"):
+        res = await member_client.get(url)
+        assert res.status_code == 200, url
+        assert "set-cookie" not in res.headers, url
+    assert (await member_client.get("/api/v1/me")).status_code == 200

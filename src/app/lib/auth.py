@@ -22,6 +22,12 @@ CSRF_COOKIE = "momentum_csrf"
 CSRF_HEADER = "x-csrftoken"
 
 
+SKIP_SESSION = "skip_session"
+PUBLIC_READ: dict[str, Any] = {SKIP_SESSION: True}
+"""Handler opt for reads that are the same for every viewer: Litestar's session middleware
+skips them (no cookie parsing, session id or store read on the hottest paths)."""
+
+
 class ViewerMiddleware:
     """Puts the `Viewer` (or None) on `scope["user"]`; guards decide what needs one."""
 

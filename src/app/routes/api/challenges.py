@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, get, patch, post
 from litestar.params import Parameter
 
-from app.lib.auth import member, requires_member
+from app.lib.auth import PUBLIC_READ, member, requires_member
 from app.routes.api.schemas import ChallengeCreate, ChallengeUpdate, CheckInRequest
 from app.services.challenges import ChallengeService
 from app.services.views import ChallengeDetail, ChallengePage, CheckInView, Membership
@@ -21,7 +21,7 @@ class ChallengeController(Controller):
     path = "/challenges"
     tags = ["challenges"]
 
-    @get("/", summary="Search challenges")
+    @get("/", summary="Search challenges", opt=PUBLIC_READ)
     async def search(
         self,
         challenges: ChallengeService,
@@ -31,11 +31,11 @@ class ChallengeController(Controller):
     ) -> ChallengePage:
         return await challenges.search(q, category, page)
 
-    @get("/{challenge_id:int}", summary="One challenge with its participant count")
+    @get("/{challenge_id:int}", summary="One challenge with its participant count", opt=PUBLIC_READ)
     async def detail(self, challenges: ChallengeService, challenge_id: int) -> ChallengeDetail:
         return await challenges.get(challenge_id)
 
-    @get("/{challenge_id:int}/check-ins", summary="Recent check-ins")
+    @get("/{challenge_id:int}/check-ins", summary="Recent check-ins", opt=PUBLIC_READ)
     async def check_ins(self, challenges: ChallengeService, challenge_id: int) -> list[CheckInView]:
         return await challenges.recent_check_ins(challenge_id)
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, get
 from litestar.params import Parameter
 
-from app.lib.auth import member, requires_member
+from app.lib.auth import PUBLIC_READ, member, requires_member
 from app.services.accounts import AccountService
 from app.services.challenges import ChallengeService
 from app.services.reputation import MAX_BOARD, ReputationService
@@ -18,7 +18,7 @@ class LeaderboardController(Controller):
     path = "/leaderboard"
     tags = ["reputation"]
 
-    @get("/", summary="Top members by reputation")
+    @get("/", summary="Top members by reputation", opt=PUBLIC_READ)
     async def leaderboard(
         self,
         reputation: ReputationService,
@@ -30,7 +30,11 @@ class LeaderboardController(Controller):
 class PeopleController(Controller):
     tags = ["reputation"]
 
-    @get("/users/{user_id:int}/reputation", summary="A member's points, rank and history")
+    @get(
+        "/users/{user_id:int}/reputation",
+        summary="A member's points, rank and history",
+        opt=PUBLIC_READ,
+    )
     async def reputation(self, reputation: ReputationService, user_id: int) -> Reputation:
         return await reputation.for_user(user_id)
 
