@@ -10,6 +10,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app.db.models import User
+from app.services import reputation
 from app.services.reputation import MAX_BOARD
 from tests.conftest import sign_up_api, update_row
 
@@ -215,3 +216,17 @@ async def test_a_member_passed_by_an_award_sees_their_rank_drop(client: Client) 
     await _check_in_to_new_challenge(client, passer_auth)  # 10 -> 20: passes them
     after = (await client.get(url)).json()
     assert (after["points"], after["rank"]) == (before["points"], before["rank"] + 1)
+
+
+async def test_a_wrong_points_guess_never_shows_a_wrong_rank(client: Client) -> None:
+    """A reputation read fetches the rank of the points it guessed; a guess from another
+    member's points is cached and fresh, and still must not be shown."""
+    board = (await client.get("/api/v1/leaderboard?limit=10")).json()["items"]
+    first, last = board[0], board[-1]
+    assert first["points"] != last["points"]
+    url = "/api/v1/users/{}/reputation"
+    truth = [(await client.get(url.format(m["user_id"]))).json() for m in (first, last)]
+    reputation._POINTS_SEEN[first["user_id"]] = last["points"]  # rank(last points) is cached
+    again = (await client.get(url.format(first["user_id"]))).json()
+    assert (again["points"], again["rank"]) == (truth[0]["points"], truth[0]["rank"])
+    assert truth[0]["rank"] != truth[1]["rank"]

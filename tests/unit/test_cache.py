@@ -137,6 +137,64 @@ async def test_invalidate_then_read_is_fresh(cache: CacheService) -> None:
     assert db.calls == 2
 
 
+async def test_peek_rides_along_and_never_loads(cache: CacheService) -> None:
+    db, other, k, peeked = FakeDb(), FakeDb(value="rank"), new_key(1), new_key(2)
+
+    async def peek() -> tuple[Item, Item | None]:
+        return await cache.get_or_load_peek(
+            k, db.load, type_=Item, ttl=60, peek=peeked, peek_type=Item
+        )
+
+    assert await peek() == (Item(1, "v1"), None)  # main key loaded, peek key not cached
+    assert db.calls == 1
+    assert await get(cache, peeked, other) == Item(1, "rank")
+    assert await peek() == (Item(1, "v1"), Item(1, "rank"))
+    assert (db.calls, other.calls) == (1, 1)
+    await cache.invalidate(peeked)  # an invalidated peek is never shown
+    db.value = "v2"
+    await cache.invalidate(k)
+    assert await peek() == (Item(1, "v2"), None)
+    assert (db.calls, other.calls) == (2, 1)
+
+
+async def test_peek_is_one_round_trip(redis_server: RedisServer) -> None:
+    cache = make_service(redis_server.url)
+    db, k, peeked = FakeDb(), new_key(1), new_key(2)
+    await get(cache, k, db)
+    await get(cache, peeked, db)
+    calls: list[str] = []
+    backend = cache.backend
+    for name in ("read", "read_many"):
+        original = getattr(backend, name)
+
+        def spy(*args: Any, _name: str = name, _original: Any = original, **kw: Any) -> Any:
+            calls.append(_name)
+            return _original(*args, **kw)
+
+        setattr(backend, name, spy)
+    value, extra = await cache.get_or_load_peek(
+        k, db.load, type_=Item, ttl=60, peek=peeked, peek_type=Item
+    )
+    await cache.close()
+    assert (value, extra, calls) == (Item(1, "v1"), Item(1, "v1"), ["read_many"])
+
+
+async def test_reads_survive_a_script_flush(redis_server: RedisServer) -> None:
+    """A restarted or flushed Redis forgets our Lua scripts: both read paths reload them."""
+    cache = make_service(redis_server.url)
+    assert isinstance(cache.backend, RedisBackend)
+    db, k, peeked = FakeDb(), new_key(1), new_key(2)
+    await get(cache, k, db)
+    await cache.backend.client.script_flush()
+    assert await get(cache, k, db) == Item(1, "v1")
+    await cache.backend.client.script_flush()
+    value, extra = await cache.get_or_load_peek(
+        k, db.load, type_=Item, ttl=60, peek=peeked, peek_type=Item
+    )
+    await cache.close()
+    assert (value, extra, db.calls) == (Item(1, "v1"), None, 1)
+
+
 async def test_read_after_a_write_does_not_join_an_older_load(cache: CacheService) -> None:
     gate = asyncio.Event()
     db, k = FakeDb(gate=gate), new_key(1)

@@ -32,6 +32,17 @@ from app.services.views import (
 LEADERBOARD_TTL = 30
 HISTORY_LIMIT = 50
 MAX_BOARD = 100  # the longest leaderboard anyone can ask for
+POINTS_SEEN_MAX = 100_000
+
+_MEMBER_OR_NONE = cast("type[MemberPoints | None]", MemberPoints | None)
+_POINTS_SEEN: dict[int, int] = {}
+"""Per process: the points each member had when last read (a guess for the next read)."""
+
+
+def _remember_points(user_id: int, points: int) -> None:
+    if len(_POINTS_SEEN) >= POINTS_SEEN_MAX and user_id not in _POINTS_SEEN:
+        _POINTS_SEEN.clear()  # a guess, not data: starting over only costs a round trip
+    _POINTS_SEEN[user_id] = points
 
 
 class ReputationService(UsesSession):
@@ -106,20 +117,35 @@ class ReputationService(UsesSession):
         )
 
     async def for_user(self, user_id: int) -> Reputation:
-        """Points, rank and history: the member's entry plus the rank of their points."""
-        member = await self.cache.get_or_load(
-            ck.reputation(user_id),
-            lambda: self._load_member(user_id),
-            type_=cast("type[MemberPoints | None]", MemberPoints | None),
-            ttl=LEADERBOARD_TTL,
-        )
+        """Points, rank and history: the member's entry plus the rank of their points. The
+        rank of the points last seen rides along in the same cache round trip; a wrong guess
+        costs a second read, never a wrong rank."""
+        key, member_type = ck.reputation(user_id), _MEMBER_OR_NONE
+        guess = _POINTS_SEEN.get(user_id)
+        rank: int | None = None
+        if guess is None:
+            member = await self.cache.get_or_load(
+                key, lambda: self._load_member(user_id), type_=member_type, ttl=LEADERBOARD_TTL
+            )
+        else:
+            member, rank = await self.cache.get_or_load_peek(
+                key,
+                lambda: self._load_member(user_id),
+                type_=member_type,
+                ttl=LEADERBOARD_TTL,
+                peek=ck.rank(guess),
+                peek_type=int,
+            )
         if member is None:
             raise NotFoundError(f"User {user_id} does not exist.")
+        if rank is None or member.points != guess:
+            rank = await self.rank(member.points)
+        _remember_points(user_id, member.points)
         return Reputation(
             user_id=user_id,
             display_name=member.display_name,
             points=member.points,
-            rank=await self.rank(member.points),
+            rank=rank,
             history=member.history,
         )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,6 +42,10 @@ class Backend(Protocol):
         ...
 
     async def read(self, key: str, group: str | None, *, with_data: bool = True) -> Snapshot: ...
+
+    async def read_many(self, reads: Sequence[tuple[str, str | None]]) -> list[Snapshot]:
+        """Several ``read``s (with data) in one round trip, in order."""
+        ...
 
     async def write(
         self,
@@ -126,6 +130,9 @@ class MemoryBackend:
         self._entries.move_to_end(key)
         payload = entry.payload if with_data else None
         return Snapshot(stamp, payload, entry.etag, fresh=True)
+
+    async def read_many(self, reads: Sequence[tuple[str, str | None]]) -> list[Snapshot]:
+        return [await self.read(key, group) for key, group in reads]
 
     async def write(
         self,

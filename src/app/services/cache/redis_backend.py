@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -138,6 +138,26 @@ class RedisBackend:
 
     async def read(self, key: str, group: str | None, *, with_data: bool = True) -> Snapshot:
         reply = await self._read(keys=self._keys(key, group), args=["1" if with_data else "0"])
+        return self._snapshot(reply, with_data)
+
+    async def read_many(self, reads: Sequence[tuple[str, str | None]]) -> list[Snapshot]:
+        """One pipeline of read scripts (each atomic on its own): one round trip."""
+        try:
+            replies = await self._pipelined_reads(reads)
+        except NoScriptError:
+            self._read.sha = await self.client.script_load(_READ)
+            replies = await self._pipelined_reads(reads)
+        return [self._snapshot(reply, True) for reply in replies]
+
+    async def _pipelined_reads(self, reads: Sequence[tuple[str, str | None]]) -> list[Any]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key, group in reads:
+                keys = self._keys(key, group)
+                pipe.evalsha(self._read.sha, len(keys), *keys, "1")
+            return list(await pipe.execute())
+
+    @staticmethod
+    def _snapshot(reply: Any, with_data: bool) -> Snapshot:
         stamp: Stamp = (_str(reply[0]), _str(reply[1]))
         if len(reply) < 4:
             return Snapshot(stamp)

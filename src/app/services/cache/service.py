@@ -49,6 +49,7 @@ from app.services.cache.metrics import (
 from app.services.cache.redis_backend import RedisBackend
 
 T = TypeVar("T")
+P = TypeVar("P")
 R = TypeVar("R")
 
 log = structlog.get_logger(__name__)
@@ -163,6 +164,34 @@ class CacheService:
         value, etag = await self._get(key, loader, type_, ttl, group)
         return value, etag if etag is not None else self._etag(self._encoder.encode(value))
 
+    async def get_or_load_peek(
+        self,
+        key: str,
+        loader: Callable[[], Awaitable[T]],
+        *,
+        type_: type[T],
+        ttl: int,
+        peek: str,
+        peek_type: type[P],
+    ) -> tuple[T, P | None]:
+        """``get_or_load(key)`` plus, in the same round trip, ``peek``'s value if it is cached
+        and fresh (None otherwise: a peek never loads). For a read whose next key can be
+        guessed, e.g. the rank of the points a member had last time."""
+        fam = family(key)
+        if not self.enabled:
+            return await self._load(fam, loader), None
+        try:
+            await self._flush_pending()
+            snap, peeked = await self._guard(
+                "read", lambda: self.backend.read_many([(key, None), (peek, None)])
+            )
+        except CacheUnavailable:
+            CACHE_OPERATIONS.labels(fam, "error").inc()
+            return await self._load(fam, loader), None
+        value, _ = await self._from_snapshot(key, loader, type_, ttl, None, snap)
+        hit = self._hit(peeked, peek_type, family(peek))
+        return value, hit[0] if hit is not None else None
+
     async def version(self, key: str, group: str | None = None) -> str | None:
         """The cached value's version token (changes iff the value does), None if unknown."""
         if not self.enabled:
@@ -193,11 +222,22 @@ class CacheService:
         except CacheUnavailable:
             CACHE_OPERATIONS.labels(fam, "error").inc()
             return await self._load(fam, loader), None
-        if snap.fresh and snap.payload is not None:
-            cached = self._decode(snap.payload, type_)
-            if cached is not None:
-                CACHE_OPERATIONS.labels(fam, "hit").inc()
-                return cached[0], snap.etag
+        return await self._from_snapshot(key, loader, type_, ttl, group, snap)
+
+    async def _from_snapshot(
+        self,
+        key: str,
+        loader: Callable[[], Awaitable[T]],
+        type_: type[T],
+        ttl: int,
+        group: str | None,
+        snap: Snapshot,
+    ) -> tuple[T, str | None]:
+        """The value for what a read saw: the entry on a hit, else one shared load."""
+        fam = family(key)
+        cached = self._hit(snap, type_, fam)
+        if cached is not None:
+            return cached[0], snap.etag
 
         flight_id = (key, group, snap.stamp)
         flight = self._flights.get(flight_id)
@@ -375,6 +415,15 @@ class CacheService:
             raise CacheUnavailable(op) from exc
         self.breaker.success()
         return result
+
+    def _hit(self, snap: Snapshot, type_: type[T], fam: str) -> tuple[T] | None:
+        """The entry's value if the snapshot holds a fresh, decodable one (counted as a hit)."""
+        if not snap.fresh or snap.payload is None:
+            return None
+        cached = self._decode(snap.payload, type_)
+        if cached is not None:
+            CACHE_OPERATIONS.labels(fam, "hit").inc()
+        return cached
 
     def _decode(self, payload: bytes, type_: type[T]) -> tuple[T] | None:
         decoder = self._decoders.get(type_)
