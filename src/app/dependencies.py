@@ -22,6 +22,12 @@ from app.services.reputation import ReputationService
 from app.settings import Settings
 
 
+# Providers take the raw scope: a `state: State` parameter makes Litestar build a copy of
+# the app state (with its lock) on every request, which cost ~5 % of a cached read.
+def _state(scope: Scope) -> State:
+    return scope["app"].state
+
+
 def _cache(state: State) -> CacheService:
     cache: CacheService = state.cache
     return cache
@@ -34,19 +40,23 @@ def _request_session(state: State, scope: Scope) -> Callable[[], AsyncSession]:
     return functools.partial(config.provide_session, state, scope)
 
 
-async def provide_challenges(state: State, scope: Scope) -> ChallengeService:
+def provide_challenges(scope: Scope) -> ChallengeService:
+    state = _state(scope)
     return ChallengeService(_request_session(state, scope), _cache(state))
 
 
-async def provide_reputation(state: State, scope: Scope) -> ReputationService:
+def provide_reputation(scope: Scope) -> ReputationService:
+    state = _state(scope)
     return ReputationService(_request_session(state, scope), _cache(state))
 
 
-async def provide_accounts(state: State, scope: Scope) -> AccountService:
+def provide_accounts(scope: Scope) -> AccountService:
+    state = _state(scope)
     return AccountService(_request_session(state, scope), _cache(state))
 
 
-async def provide_coach(state: State, request: Request[Any, Any, Any]) -> CoachService:
+def provide_coach(request: Request[Any, Any, Any]) -> CoachService:
+    state = _state(request.scope)
     return build_coach(
         sessions=state.sessions,
         cache=_cache(state),
@@ -56,15 +66,19 @@ async def provide_coach(state: State, request: Request[Any, Any, Any]) -> CoachS
     )
 
 
-def provide_settings(state: State) -> Settings:
-    settings: Settings = state.settings
+def provide_settings(scope: Scope) -> Settings:
+    settings: Settings = _state(scope).settings
     return settings
 
 
+_PROVIDERS: dict[str, Callable[..., Any]] = {
+    "settings": provide_settings,
+    "challenges": provide_challenges,
+    "reputation": provide_reputation,
+    "accounts": provide_accounts,
+    "coach": provide_coach,
+}
+# All cheap and synchronous: run inline, never in a thread.
 DEPENDENCIES: dict[str, Any] = {
-    "settings": Provide(provide_settings, sync_to_thread=False),
-    "challenges": Provide(provide_challenges),
-    "reputation": Provide(provide_reputation),
-    "accounts": Provide(provide_accounts),
-    "coach": Provide(provide_coach),
+    name: Provide(provider, sync_to_thread=False) for name, provider in _PROVIDERS.items()
 }
