@@ -8,14 +8,45 @@ from __future__ import annotations
 
 from typing import cast
 
-from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
 from app.lib.asgi_headers import has_credentials, header
 from app.lib.http_cache import PRIVATE_REVALIDATE, REVALIDATE, etag_matches, make_etag
 
-_DROP_ON_304 = ("content-length", "content-type", "content-encoding")
+_DROP_ON_304 = frozenset({b"content-length", b"content-type", b"content-encoding"})
+_VARY_ALWAYS = ["Cookie", "Authorization"]  # a member sees other bytes than a visitor
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _tagged(
+    headers: list[tuple[bytes, bytes]], etag: str, cache_control: str, *, not_modified: bool
+) -> list[tuple[bytes, bytes]]:
+    """The response headers plus ETag, Cache-Control (unless set) and Vary, in one pass
+    over the raw list (Litestar's MutableScopeHeaders rescans it for every get and set)."""
+    out: list[tuple[bytes, bytes]] = []
+    vary: list[str] = []
+    has_cache_control = False
+    for key, value in headers:
+        name = key.lower()
+        if name == b"vary":
+            vary.extend(v.strip() for v in value.decode("latin-1").split(",") if v.strip())
+        elif name == b"content-length" or (not_modified and name in _DROP_ON_304):
+            continue
+        else:
+            has_cache_control = has_cache_control or name == b"cache-control"
+            out.append((key, value))
+    out.append((b"etag", etag.encode()))
+    if not has_cache_control:
+        out.append((b"cache-control", cache_control.encode()))
+    out.append((b"vary", ", ".join(dict.fromkeys([*vary, *_VARY_ALWAYS])).encode()))
+    return out
 
 
 class ConditionalGetMiddleware:
@@ -38,9 +69,10 @@ class ConditionalGetMiddleware:
                 await send(message)
                 return
             if message["type"] == "http.response.start":
-                headers = MutableScopeHeaders.from_message(message)
-                streaming = (headers.get("content-type") or "").startswith("text/event-stream")
-                if message["status"] != 200 or streaming or headers.get("etag"):
+                headers = list(message.get("headers", ()))
+                content_type = _header(headers, b"content-type") or b""
+                streaming = content_type.startswith(b"text/event-stream")
+                if message["status"] != 200 or streaming or _header(headers, b"etag"):
                     passthrough = True
                     await send(message)
                     return
@@ -54,21 +86,16 @@ class ConditionalGetMiddleware:
                 return
             body = b"".join(chunks)
             etag = make_etag(body)
-            headers = MutableScopeHeaders.from_message(cast("Message", start))
-            headers["etag"] = etag
-            if "cache-control" not in headers:
-                headers["cache-control"] = cache_control
-            # What a signed-in member sees differs from what a visitor sees at the same URL.
-            vary = [v.strip() for v in (headers.get("vary") or "").split(",") if v.strip()]
-            headers["vary"] = ", ".join(dict.fromkeys([*vary, "Cookie", "Authorization"]))
-            if etag_matches(if_none_match, etag):
-                for name in _DROP_ON_304:
-                    if name in headers:
-                        del headers[name]
+            not_modified = etag_matches(if_none_match, etag)
+            headers = _tagged(
+                list(start.get("headers", ())), etag, cache_control, not_modified=not_modified
+            )
+            if not_modified:
                 start["status"] = 304
                 body = b""
             else:
-                headers["content-length"] = str(len(body))
+                headers.append((b"content-length", str(len(body)).encode()))
+            start["headers"] = headers
             await send(cast("Message", start))
             await send({"type": "http.response.body", "body": body, "more_body": False})
 
