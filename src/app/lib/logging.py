@@ -7,12 +7,14 @@ import sys
 
 import structlog
 
+from app.lib.observability import add_request_id
 from app.settings import Settings
 
 
 def configure_logging(settings: Settings) -> None:
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_request_id,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
