@@ -1,29 +1,40 @@
-"""One JSON log line per request, carrying the request id the response echoes."""
+"""Request ids: echoed in X-Request-ID and on every log line logged while serving."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
+from typing import Any
 
-import pytest
+import structlog
+from litestar import Litestar, get
 from litestar.testing import AsyncTestClient
 
-from app.asgi import create_app
-from app.settings import Settings
+from app.lib.logging import configure_logging
+from app.lib.observability import REQUEST_ID, RequestObserver, add_request_id
+from app.settings import get_settings
 
 
-async def test_each_request_logs_one_line_with_its_id(
-    sqlite_settings: Settings, capfd: pytest.CaptureFixture[str]
-) -> None:
-    app = create_app(replace(sqlite_settings, app_env="production", log_level="INFO"))
-    async with AsyncTestClient(app=app, base_url="http://127.0.0.1") as client:
-        given = await client.get("/api/v1/leaderboard", headers={"x-request-id": "trace-42"})
-        made = await client.get("/api/v1/challenges/1")
-        bogus = await client.get("/healthz", headers={"x-request-id": "no spaces <allowed>"})
-    lines = [json.loads(x) for x in capfd.readouterr().err.splitlines() if x.startswith("{")]
-    requests = [line for line in lines if line.get("event") == "request"]
-    ids = [line["request_id"] for line in requests]
-    assert given.headers["x-request-id"] == "trace-42"
-    assert ids == ["trace-42", made.headers["x-request-id"], bogus.headers["x-request-id"]]
-    assert len(ids[1]) == 32 and ids[1] != ids[2]  # made up when absent or unsafe
-    assert requests[0]["route"] == "/api/v1/leaderboard" and requests[0]["status"] == 200
+@get("/whoami", sync_to_thread=False)
+def _log_line() -> dict[str, Any]:
+    """What a log line emitted here would carry."""
+    return add_request_id(None, "info", {"event": "inside"})
+
+
+async def test_every_line_logged_in_a_request_carries_its_id() -> None:
+    app = Litestar(route_handlers=[_log_line])
+    app.asgi_handler = RequestObserver(app.asgi_handler)
+    async with AsyncTestClient(app=app) as client:
+        given = await client.get("/whoami", headers={"x-request-id": "trace-42"})
+        made = await client.get("/whoami")
+        unsafe = await client.get("/whoami", headers={"x-request-id": "no spaces <here>"})
+    assert given.json()["request_id"] == given.headers["x-request-id"] == "trace-42"
+    for res in (made, unsafe):  # made up when absent or unsafe
+        assert res.json()["request_id"] == res.headers["x-request-id"]
+        assert len(res.headers["x-request-id"]) == 32
+    assert made.headers["x-request-id"] != unsafe.headers["x-request-id"]
+    assert REQUEST_ID.get() is None  # nothing leaks out of a request
+    assert add_request_id(None, "info", {"event": "outside"}) == {"event": "outside"}
+
+
+def test_the_app_logs_through_it() -> None:
+    configure_logging(get_settings())
+    assert add_request_id in structlog.get_config()["processors"]
