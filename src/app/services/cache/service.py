@@ -178,16 +178,10 @@ class CacheService:
         and fresh (None otherwise: a peek never loads). For a read whose next key can be
         guessed, e.g. the rank of the points a member had last time."""
         fam = family(key)
-        if not self.enabled:
+        snaps = await self._read(fam, lambda: self.backend.read_many([(key, None), (peek, None)]))
+        if snaps is None:
             return await self._load(fam, loader), None
-        try:
-            await self._flush_pending()
-            snap, peeked = await self._guard(
-                "read", lambda: self.backend.read_many([(key, None), (peek, None)])
-            )
-        except CacheUnavailable:
-            CACHE_OPERATIONS.labels(fam, "error").inc()
-            return await self._load(fam, loader), None
+        snap, peeked = snaps
         value, _ = await self._from_snapshot(key, loader, type_, ttl, None, snap)
         hit = self._hit(peeked, peek_type, family(peek))
         return value, hit[0] if hit is not None else None
@@ -214,15 +208,22 @@ class CacheService:
         group: str | None,
     ) -> tuple[T, str | None]:
         fam = family(key)
-        if not self.enabled:
-            return await self._load(fam, loader), None
-        try:
-            await self._flush_pending()
-            snap = await self._guard("read", lambda: self.backend.read(key, group))
-        except CacheUnavailable:
-            CACHE_OPERATIONS.labels(fam, "error").inc()
+        snap = await self._read(fam, lambda: self.backend.read(key, group))
+        if snap is None:
             return await self._load(fam, loader), None
         return await self._from_snapshot(key, loader, type_, ttl, group, snap)
+
+    async def _read(self, fam: str, call: Callable[[], Awaitable[R]]) -> R | None:
+        """A backend read after replaying pending invalidations; None when the cache is off
+        or unavailable (then counted as an error: the caller loads)."""
+        if not self.enabled:
+            return None
+        try:
+            await self._flush_pending()
+            return await self._guard("read", call)
+        except CacheUnavailable:
+            CACHE_OPERATIONS.labels(fam, "error").inc()
+            return None
 
     async def _from_snapshot(
         self,
