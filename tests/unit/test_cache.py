@@ -195,42 +195,6 @@ async def test_reads_survive_a_script_flush(redis_server: RedisServer) -> None:
     assert (value, extra, db.calls) == (Item(1, "v1"), None, 1)
 
 
-async def test_reads_in_one_loop_turn_share_one_round_trip(redis_server: RedisServer) -> None:
-    cache = make_service(redis_server.url)
-    assert isinstance(cache.backend, RedisBackend)
-    dbs = {i: FakeDb(value=f"v{i}") for i in range(10)}
-    keys = {i: new_key(i) for i in dbs}
-    for i, db in dbs.items():
-        await get(cache, keys[i], db)
-    sent: list[int] = []
-    pipelined = cache.backend._pipelined_reads
-
-    async def spy(reads: Any) -> Any:
-        sent.append(len(reads))
-        return await pipelined(reads)
-
-    cache.backend._pipelined_reads = spy  # type: ignore[method-assign]
-    items = await asyncio.gather(*(get(cache, keys[i], dbs[i]) for i in dbs))
-    await cache.close()
-    assert [item.name for item in items] == [f"v{i}" for i in dbs]  # each its own value
-    assert sent == [10] and sum(db.calls for db in dbs.values()) == 10  # hits, one pipeline
-
-
-async def test_a_cancelled_first_read_does_not_strand_the_others(
-    redis_server: RedisServer,
-) -> None:
-    client = create_client(redis_server.url, timeout=0.25)
-    backend = RedisBackend(client)
-    first = asyncio.create_task(backend.read(new_key(1), None))
-    others = [asyncio.create_task(backend.read(new_key(i), None)) for i in (2, 3)]
-    await asyncio.sleep(0)  # all three are queued in this turn
-    first.cancel()
-    done, pending = await asyncio.wait(others, timeout=1)
-    await client.aclose()
-    assert not pending
-    assert all(isinstance(t.exception(), ConnectionError) for t in done)
-
-
 async def test_read_after_a_write_does_not_join_an_older_load(cache: CacheService) -> None:
     gate = asyncio.Event()
     db, k = FakeDb(gate=gate), new_key(1)

@@ -115,10 +115,6 @@ class _Script:
             return await self.client.evalsha(self.sha, len(keys), *keys, *args)
 
 
-_Joined = tuple[tuple[str, str | None], "asyncio.Future[Snapshot]"]
-"""A read waiting for the pipeline its loop turn's first read sends."""
-
-
 class RedisBackend:
     """Cache backend on a shared ``redis.asyncio`` client (owned: ``close`` closes it)."""
 
@@ -128,7 +124,6 @@ class RedisBackend:
         self._write = _Script(client, _WRITE)
         self._invalidate = _Script(client, _INVALIDATE)
         self._unlock = _Script(client, _UNLOCK)
-        self._joining: list[_Joined] | None = None
 
     @property
     def distributed(self) -> bool:
@@ -142,36 +137,8 @@ class RedisBackend:
         return keys
 
     async def read(self, key: str, group: str | None, *, with_data: bool = True) -> Snapshot:
-        """Reads issued in the same event-loop turn share one pipelined round trip (redis-py
-        has no auto-pipelining; under load several requests read in each turn)."""
-        if not with_data:
-            reply = await self._read(keys=self._keys(key, group), args=["0"])
-            return self._snapshot(reply, False)
-        if self._joining is not None:
-            joined: asyncio.Future[Snapshot] = asyncio.get_running_loop().create_future()
-            self._joining.append(((key, group), joined))
-            return await joined
-        batch: list[_Joined] = []
-        self._joining = batch
-        try:
-            await asyncio.sleep(0)  # one loop turn for other reads to join
-            self._joining = None
-            if not batch:
-                reply = await self._read(keys=self._keys(key, group), args=["1"])
-                return self._snapshot(reply, True)
-            snaps = await self.read_many([(key, group), *(read for read, _ in batch)])
-        except BaseException as exc:
-            if self._joining is batch:
-                self._joining = None
-            failure = exc if isinstance(exc, Exception) else ConnectionError("read cancelled")
-            for _, waiter in batch:
-                if not waiter.done():
-                    waiter.set_exception(failure)
-            raise
-        for (_, waiter), snap in zip(batch, snaps[1:], strict=True):
-            if not waiter.done():
-                waiter.set_result(snap)
-        return snaps[0]
+        reply = await self._read(keys=self._keys(key, group), args=["1" if with_data else "0"])
+        return self._snapshot(reply, with_data)
 
     async def read_many(self, reads: Sequence[tuple[str, str | None]]) -> list[Snapshot]:
         """One pipeline of read scripts (each atomic on its own): one round trip."""
