@@ -11,18 +11,11 @@ from typing import cast
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
-from app.lib.asgi_headers import has_credentials, header
+from app.lib.asgi_headers import has_credentials, header, raw_header
 from app.lib.http_cache import PRIVATE_REVALIDATE, REVALIDATE, etag_matches, make_etag
 
 _DROP_ON_304 = frozenset({b"content-length", b"content-type", b"content-encoding"})
 _VARY_ALWAYS = ["Cookie", "Authorization"]  # a member sees other bytes than a visitor
-
-
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    for key, value in headers:
-        if key.lower() == name:
-            return value
-    return None
 
 
 def _tagged(
@@ -70,9 +63,9 @@ class ConditionalGetMiddleware:
                 return
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
-                content_type = _header(headers, b"content-type") or b""
+                content_type = raw_header(headers, b"content-type") or b""
                 streaming = content_type.startswith(b"text/event-stream")
-                if message["status"] != 200 or streaming or _header(headers, b"etag"):
+                if message["status"] != 200 or streaming or raw_header(headers, b"etag"):
                     passthrough = True
                     await send(message)
                     return
