@@ -120,22 +120,15 @@ class ReputationService(UsesSession):
         """Points, rank and history: the member's entry plus the rank of their points. The
         rank of the points last seen rides along in the same cache round trip; a wrong guess
         costs a second read, never a wrong rank."""
-        key, member_type = ck.reputation(user_id), _MEMBER_OR_NONE
         guess = _POINTS_SEEN.get(user_id)
-        rank: int | None = None
-        if guess is None:
-            member = await self.cache.get_or_load(
-                key, lambda: self._load_member(user_id), type_=member_type, ttl=LEADERBOARD_TTL
-            )
-        else:
-            member, rank = await self.cache.get_or_load_peek(
-                key,
-                lambda: self._load_member(user_id),
-                type_=member_type,
-                ttl=LEADERBOARD_TTL,
-                peek=ck.rank(guess),
-                peek_type=int,
-            )
+        member, rank = await self.cache.get_or_load_peek(
+            ck.reputation(user_id),
+            lambda: self._load_member(user_id),
+            type_=_MEMBER_OR_NONE,
+            ttl=LEADERBOARD_TTL,
+            peek=ck.rank(guess) if guess is not None else None,
+            peek_type=int,
+        )
         if member is None:
             raise NotFoundError(f"User {user_id} does not exist.")
         if rank is None or member.points != guess:

@@ -171,12 +171,15 @@ class CacheService:
         *,
         type_: type[T],
         ttl: int,
-        peek: str,
+        peek: str | None,
         peek_type: type[P],
     ) -> tuple[T, P | None]:
         """``get_or_load(key)`` plus, in the same round trip, ``peek``'s value if it is cached
-        and fresh (None otherwise: a peek never loads). For a read whose next key can be
-        guessed, e.g. the rank of the points a member had last time."""
+        and fresh (None otherwise: a peek never loads; no ``peek``, a plain read). For a read
+        whose next key can be guessed, e.g. the rank of the points a member had last time."""
+        if peek is None:
+            value, _ = await self._get(key, loader, type_, ttl, None)
+            return value, None
         fam = family(key)
         snaps = await self._read(fam, lambda: self.backend.read_many([(key, None), (peek, None)]))
         if snaps is None:
