@@ -40,7 +40,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench.set_defaults(func=_bench)
 
     train = actions.add_parser("train-router", help="fit the routing model on the train split")
-    train.add_argument("--data", type=Path, default=ROUTING_DIR / "train.jsonl")
+    train.add_argument(
+        "--data",
+        type=Path,
+        nargs="+",
+        default=[ROUTING_DIR / "train.jsonl", ROUTING_DIR / "dev.jsonl"],
+        help="labelled JSON lines files (default: the train and dev splits)",
+    )
     train.add_argument("--out", type=Path, default=WEIGHTS_PATH)
     train.set_defaults(func=_train)
 
@@ -105,7 +111,7 @@ def _train(args: argparse.Namespace) -> int:
     from app.services.coach.routing import rule_route
     from app.services.coach.routing_model import train
 
-    model = train(_read_jsonl(args.data), rule_route=rule_route)
+    model = train([row for path in args.data for row in _read_jsonl(path)], rule_route=rule_route)
     args.out.write_text(model.to_json() + "\n", encoding="utf-8")
     print(json.dumps({"out": str(args.out), "threshold": model.threshold, **model.meta}))
     return 0

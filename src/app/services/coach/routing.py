@@ -3,17 +3,20 @@
 Local and fast (no network, no LLM; tens of microseconds). Rules first, then a tiny trained
 model (``routing_model``) that sees the message and the coach's last turn:
 
-1. Pure social messages (greetings, thanks, goodbyes, laughter) are small talk, even in the
-   middle of a coaching thread.
-2. An emoji-only reply answers the coach's question if the coach asked one (coaching),
+1. Pure social messages (greetings, thanks, goodbyes, in a few languages and in texting
+   shorthand) are small talk, even in the middle of a coaching thread.
+2. Laughter or agreement alone ("haha yes", "good idea") agrees with the coach's plan in a
+   coaching thread (coaching), is left to the model after any other question, else small talk.
+3. An emoji-only reply answers the coach's question if the coach asked one (coaching),
    else it is a reaction (small talk).
-3. A message with words of the coaching domain (streak, run, sleep, plan...) or a progress
-   report ("day 30!") is never sent cheap.
-4. A short reply ("ok", "mornings", "no, evenings") that continues a coaching thread (the
+4. A message with words that name the coaching domain in any sentence (streak, habit,
+   workout...) or a progress report ("day 30!") is never sent cheap. Everyday words that are
+   also coaching words ("sleep", "week", "tired") are the model's to weigh.
+5. A short reply ("ok", "mornings", "no, evenings") that continues a coaching thread (the
    coach's last turn was a plan or asked about one, or the member's previous message was
    coaching) stays coaching, unless it is a laughing aside and the coach asked nothing.
-5. Otherwise the conversation-aware model's P(small_talk) must reach its threshold, chosen
-   by cross-validation so that at most 0.5 % of coaching messages would go cheap; below it,
+6. Otherwise the conversation-aware model's P(small_talk) must reach its threshold, chosen
+   by cross-validation so that at most 0.75 % of coaching messages would go cheap; below it,
    coaching. When unsure, coaching: a real
    question sent to the cheap model is the expensive mistake."""
 
@@ -27,10 +30,12 @@ from typing import Any
 
 from app.services.coach.prompt import Turn, turns
 from app.services.coach.routing_model import (
+    ASK_PATTERNS,
     RoutingModel,
     coaching_hits,
     is_short,
     last_question,
+    strong_hits,
     tokens,
 )
 
@@ -39,7 +44,7 @@ SMALL_TALK = "small_talk"
 THREAD_LOOKBACK = 4  # how many earlier member messages may be followed to find the thread
 PLAN_HITS = 2  # coaching words in the coach's last turn that make it a plan
 
-# Phrases that are purely social: greetings, thanks, goodbyes, laughter, praise.
+# Phrases that are purely social: greetings, thanks, goodbyes, pleasantries.
 SOCIAL = frozenset(
     p.strip()
     for p in """hi|hello|hey|hey there|hiya|heyy|heyyy|yo|sup|howdy|greetings|hello again|hi there|
@@ -50,14 +55,49 @@ SOCIAL = frozenset(
     goodbye|ok bye|see you|see ya|cya|see you tomorrow|see you later|talk later|talk soon|ttyl|
     later|catch you later|gotta go|gotta run|got to go|gtg|have a nice day|have a good day|
     have a great day|have a good one|have a great weekend|have a nice weekend|you too|
-    same to you|you're the best|you are the best|you rock|love it|love that|lol|lmao|rofl|:)|
+    same to you|you're the best|you are the best|you rock|:)|
     woohoo|woo|yay|hooray|that's all|that's all for now|nice to meet you|take care|
     how are you|how are you doing|how are you today|how's it going|how is it going|what's up|
-    how's life|good to know|that helps|that helped|that's helpful|very helpful|helpful|
-    exactly what i needed|just what i needed|that's exactly what i needed|good tip|great tip|
-    nice tip|good idea|great idea|happy monday|happy friday|happy weekend|happy new year|
-    happy holidays|happy birthday""".split("|")  # noqa: SIM905
+    how's life|that helps|that helped|that's helpful|very helpful|helpful|
+    exactly what i needed|just what i needed|that's exactly what i needed|
+    happy monday|happy friday|happy weekend|happy new year|
+    happy holidays|happy birthday|gracias|muchas gracias|merci|merci beaucoup|danke|
+    danke sehr|vielen dank|obrigado|obrigada|grazie|grazie mille|arigato|shukriya|dhanyavad|
+    salamat|hola|bonjour|ciao|adios|tschuss|au revoir|namaste|that's it|that's it for now|
+    no that's it|that's everything|nothing else|all good|no thanks|not right now|np|
+    no worries|brb|ttys|take it easy|same here|xoxo|xo|you're welcome|
+    love you|miss you""".split("|")  # noqa: SIM905
 )
+# Laughter and praise that agree with a plan ("haha yes", "good idea") are coaching after the
+# coach proposed or asked something about the member's habits; elsewhere they are social.
+AGREEING = frozenset(
+    p.strip()
+    for p in """good idea|great idea|nice idea|good to know|love it|love that|sounds good|
+    sounds great|good tip|great tip|nice tip|makes sense|fair point|good point|deal|
+    i like that|i love that|let's do it|lets do it|rofl""".split("|")  # noqa: SIM905
+)
+# Texting shorthand, normalised before phrases are matched.
+SHORTHAND = {
+    "u": "you",
+    "ur": "your",
+    "r": "are",
+    "thnx": "thanks",
+    "thanx": "thanks",
+    "tnx": "thanks",
+    "thks": "thanks",
+    "tq": "thanks",
+    "pls": "please",
+    "plz": "please",
+    "gud": "good",
+    "nite": "night",
+    "luv": "love",
+    "gm": "good morning",
+    "im": "i'm",
+    "thats": "that's",
+    "lets": "let's",
+    "whats": "what's",
+    "hows": "how's",
+}
 _LAUGH = re.compile(r"^(?:a?(?:ha)+h?|(?:he)+|(?:hi){2,}|lo+l+|lmf?ao+)$")
 # Fillers that may accompany a social part ("great, thanks!") without making it coaching.
 ACKS = frozenset(
@@ -70,7 +110,7 @@ DROP = frozenset(
     {"coach", "so", "much", "very", "again", "all", "for", "now", "a", "lot", "really"}
 )
 _PARTS = re.compile(r",|;|\band\b|\.|!|\n")
-_LONGEST_PHRASE = max(len(p.split()) for p in SOCIAL | ACKS)
+_LONGEST_PHRASE = max(len(p.split()) for p in SOCIAL | AGREEING | ACKS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,33 +125,58 @@ def model() -> RoutingModel:
     return RoutingModel.load()
 
 
-def _segment(words: Sequence[str]) -> tuple[bool, bool] | None:
-    """Cut a part of a message into social phrases, fillers and laughter, longest first.
-    Returns (has_social, has_filler), or None when some words are neither."""
-    social = filler = False
+SOCIAL_WORDS = "social"  # greetings, thanks, goodbyes: small talk wherever they come
+AGREEMENT = "agreement"  # laughter and "good idea": agreeing with the coach, or a reaction
+
+
+def _normalise(words: Sequence[str]) -> list[str]:
+    return " ".join(SHORTHAND.get(w, w) for w in words).split()
+
+
+def _segment(words: Sequence[str]) -> set[str] | None:
+    """Cut a part of a message into social phrases, agreement (laughter, "good idea") and
+    fillers, longest first. Returns the kinds found, or None when some words are none."""
+    kinds: set[str] = set()
     i = 0
     while i < len(words):
         for n in range(min(_LONGEST_PHRASE, len(words) - i), 0, -1):
             phrase = " ".join(words[i : i + n])
-            if phrase in SOCIAL or (n == 1 and _LAUGH.match(phrase)):
-                social, i = True, i + n
-                break
-            if phrase in ACKS or (n == 1 and phrase in DROP):
-                filler, i = True, i + n
-                break
+            if phrase in SOCIAL:
+                kind = SOCIAL_WORDS
+            elif phrase in AGREEING or (n == 1 and _LAUGH.match(phrase)):
+                kind = AGREEMENT
+            elif phrase in ACKS or (n == 1 and phrase in DROP):
+                kind = "filler"
+            else:
+                continue
+            kinds.add(kind)
+            i += n
+            break
         else:
             return None
-    return social, filler
+    return kinds
+
+
+def social_kind(text: str) -> str | None:
+    """`SOCIAL_WORDS` when every part is social phrases, agreement and fillers with at least
+    one social phrase ("haha ok thanks coach", "cool cool. bye!"); `AGREEMENT` when there is
+    laughter or agreement but no social phrase ("haha yes", "good idea"); else None."""
+    parts = [
+        _normalise([w for w in tokens(x) if w not in ("?", "!")])
+        for x in _PARTS.split(text.lower())
+    ]
+    cuts = [_segment(words) for words in parts if words]
+    if not cuts or any(c is None for c in cuts):
+        return None
+    kinds = set().union(*(c for c in cuts if c))
+    if SOCIAL_WORDS in kinds:
+        return SOCIAL_WORDS
+    return AGREEMENT if AGREEMENT in kinds else None
 
 
 def is_social(text: str) -> bool:
-    """Every part is made of social phrases, fillers and laughter, and at least one is social
-    ("haha ok thanks coach", "cool cool. bye!")."""
-    parts = [[w for w in tokens(x) if w not in ("?", "!")] for x in _PARTS.split(text.lower())]
-    cuts = [_segment(words) for words in parts if words]
-    if not cuts or any(c is None for c in cuts):
-        return False
-    return any(c[0] for c in cuts if c)
+    """Greetings, thanks, goodbyes (with fillers and laughter): small talk wherever they come."""
+    return social_kind(text) == SOCIAL_WORDS
 
 
 def is_reaction(text: str) -> bool:
@@ -135,14 +200,21 @@ def in_coaching_thread(history: Sequence[Turn], depth: int = THREAD_LOOKBACK) ->
         return False
     coach = history[-1].content
     question = last_question(coach)
-    if coaching_hits(coach) >= PLAN_HITS or (question and coaching_hits(question)):
+    if strong_hits(coach) >= PLAN_HITS or (question and strong_hits(question)):
         return True
     users = [i for i, turn in enumerate(history) if turn.role == "user"]
     if not users or depth <= 0:
         return False
     last = users[-1]
+    if asks_for_coaching(history[last].content):
+        return True
     earlier = rule_decision(history[:last], history[last].content, depth - 1)
     return earlier is not None and earlier.route == COACHING
+
+
+def asks_for_coaching(text: str) -> bool:
+    """A request for help about the member's habits ("can you make me a plan to run?")."""
+    return bool(ASK_PATTERNS.search(text.lower())) and coaching_hits(text) > 0
 
 
 def _laughing_aside(history: Sequence[Turn], text: str) -> bool:
@@ -159,13 +231,20 @@ def rule_decision(
     """The rules' route, or None when the model must decide."""
     if not text.strip():
         return RouteDecision(COACHING, "rule: empty message (default to coaching)")
-    if is_social(text):
+    kind = social_kind(text)
+    if kind == SOCIAL_WORDS:
         return RouteDecision(SMALL_TALK, "rule: greeting, thanks or goodbye")
+    if kind == AGREEMENT:
+        if depth > 0 and in_coaching_thread(history, depth):
+            return RouteDecision(COACHING, "rule: agreeing with the coach's plan")
+        if coach_asked(history):
+            return None  # "haha yes" to a question: the model reads the question
+        return RouteDecision(SMALL_TALK, "rule: laughter or praise outside a coaching thread")
     if is_reaction(text):
         if coach_asked(history):
             return RouteDecision(COACHING, "rule: an emoji answering the coach's question")
         return RouteDecision(SMALL_TALK, "rule: an emoji reaction")
-    if coaching_hits(text):
+    if strong_hits(text):
         return RouteDecision(COACHING, "rule: coaching vocabulary")
     thread = in_coaching_thread(history, depth) if depth > 0 else False
     if thread and is_short(text) and not _laughing_aside(history, text):
