@@ -8,6 +8,7 @@ train. Trained offline by ``python -m app coach train-router`` on the shipped la
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -101,6 +102,45 @@ def _length_bucket(n: int) -> str:
     return "13+"
 
 
+LEXICON_DIR = DATA_DIR / "routing"
+LEXICONS = ("coaching", "social")  # lexicon-<name>.txt: topic words and phrases, one a line
+_LEX_WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
+_LEX_LONGEST = 4
+
+
+@functools.lru_cache(maxsize=1)
+def lexicons() -> dict[str, frozenset[str]]:
+    """Topic lexicons (thousands of words of the coaching domain and of chit-chat topics):
+    they reach words the labelled rows never used ("anki", "jigsaw")."""
+    out = {}
+    for name in LEXICONS:
+        lines = (LEXICON_DIR / f"lexicon-{name}.txt").read_text("utf-8").splitlines()
+        out[name] = frozenset(" ".join(_LEX_WORD.findall(x.lower())) for x in lines if x.strip())
+    return out
+
+
+def lexicon_counts(text: str) -> dict[str, int]:
+    """How many words and phrases (up to three words) of each lexicon the text holds."""
+    words = _LEX_WORD.findall(text.lower())
+    counts = dict.fromkeys(LEXICONS, 0)
+    for name, entries in lexicons().items():
+        for n in range(1, _LEX_LONGEST + 1):
+            counts[name] += sum(
+                " ".join(words[i : i + n]) in entries for i in range(len(words) - n + 1)
+            )
+    return counts
+
+
+def lexicon_features(text: str, prefix: str) -> list[str]:
+    counts = lexicon_counts(text)
+    feats = [f"{prefix}{name}{min(c, 3)}" for name, c in counts.items() if c]
+    if counts["social"] > counts["coaching"]:
+        feats.append(f"{prefix}more_social")
+    elif counts["coaching"] > counts["social"]:
+        feats.append(f"{prefix}more_coaching")
+    return feats
+
+
 def features(text: str) -> list[str]:
     """Word unigrams and bigrams, character 3-grams inside words, and a few shape flags."""
     words = tokens(text)
@@ -125,6 +165,7 @@ def features(text: str) -> list[str]:
         feats.append("lex:strong")
     if ASK_PATTERNS.search(text.lower()):
         feats.append("lex:ask")
+    feats += lexicon_features(text, "lx:")
     return feats
 
 
@@ -148,6 +189,7 @@ def context_features(history: Sequence[Any], text: str) -> list[str]:
     hits = coaching_hits(coach)
     feats += ["a:coaching"] * (hits >= 1) + ["a:coaching2"] * (hits >= 2)
     question = last_question(coach)
+    feats += lexicon_features(question or coach, "qlx:")
     if question:
         feats += ["q:asked"] + [f"q:{w}" for w in set(tokens(question))]
         feats += ["q:coaching"] * bool(coaching_hits(question))
