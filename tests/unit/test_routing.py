@@ -99,18 +99,27 @@ def _rows(name: str) -> list[dict[str, object]]:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="held-out v5 (200 rows written by a separate session that never saw the router): "
-    "accuracy 86.5 %; most misses are small talk sent to the capable model (issue 5 open)",
+    reason="held-out v6 (420 rows written by a separate session that never saw the router or "
+    "its data, scored once): accuracy 87.6 %; the misses are small talk sent to the capable "
+    "model (issue 5 open)",
 )
 def test_heldout_accuracy_target() -> None:
     result = evaluate(_rows("heldout"))
-    assert result["n"] >= 100
+    assert result["n"] >= 400
     assert result["accuracy"] >= 0.95
 
 
 def test_heldout_expensive_mistakes_target() -> None:
-    """At most 1 % of coaching messages sent to the cheap model (v5: 0 of 110)."""
+    """At most 1 % of coaching messages sent to the cheap model (v6: 0 of 228)."""
     assert evaluate(_rows("heldout"))["coaching_to_small_talk"] <= 0.01
+
+
+def test_the_router_beats_its_predecessor_on_the_dev_split() -> None:
+    """Dev (320 rows by another writer) is in the training data now: this guards against a
+    change that cannot even fit it (the previous router scored 77.5 % with 2 of 174 cheap)."""
+    result = evaluate(_rows("dev"))
+    assert result["accuracy"] >= 0.85
+    assert result["coaching_to_small_talk"] <= 0.01
 
 
 def test_hardly_any_training_coaching_message_goes_cheap() -> None:
