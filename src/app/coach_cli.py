@@ -44,8 +44,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--data",
         type=Path,
         nargs="+",
-        default=[ROUTING_DIR / "train.jsonl", ROUTING_DIR / "dev.jsonl"],
-        help="labelled JSON lines files (default: the train and dev splits)",
+        default=[ROUTING_DIR / "train.jsonl"],
+        help="labelled JSON lines files to fit on (default: the train split)",
+    )
+    train.add_argument(
+        "--calibration",
+        type=Path,
+        nargs="+",
+        default=[ROUTING_DIR / "calibration.jsonl"],
+        help="labelled rows, never fitted on, that set the threshold (default: calibration split)",
     )
     train.add_argument("--out", type=Path, default=WEIGHTS_PATH)
     train.set_defaults(func=_train)
@@ -111,7 +118,11 @@ def _train(args: argparse.Namespace) -> int:
     from app.services.coach.routing import rule_route
     from app.services.coach.routing_model import train
 
-    model = train([row for path in args.data for row in _read_jsonl(path)], rule_route=rule_route)
+    model = train(
+        [row for path in args.data for row in _read_jsonl(path)],
+        calibration=[row for path in args.calibration for row in _read_jsonl(path)],
+        rule_route=rule_route,
+    )
     args.out.write_text(model.to_json() + "\n", encoding="utf-8")
     print(json.dumps({"out": str(args.out), "threshold": model.threshold, **model.meta}))
     return 0

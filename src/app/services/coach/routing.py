@@ -68,13 +68,14 @@ SOCIAL = frozenset(
     no worries|brb|ttys|take it easy|same here|xoxo|xo|you're welcome|
     love you|miss you""".split("|")  # noqa: SIM905
 )
-# Laughter and praise that agree with a plan ("haha yes", "good idea") are coaching after the
-# coach proposed or asked something about the member's habits; elsewhere they are social.
+# Answers and agreement ("yes", "haha ok", "good idea") are coaching after the coach proposed
+# or asked something about the member's habits; elsewhere they are social.
 AGREEING = frozenset(
     p.strip()
     for p in """good idea|great idea|nice idea|good to know|love it|love that|sounds good|
     sounds great|good tip|great tip|nice tip|makes sense|fair point|good point|deal|
-    i like that|i love that|let's do it|lets do it|rofl""".split("|")  # noqa: SIM905
+    i like that|i love that|let's do it|lets do it|yes|yeah|yep|yup|ok|okay|okie|kk|k|sure|
+    alright|no|nope|nah|yes please|ok sure|why not|go on then""".split("|")  # noqa: SIM905
 )
 # Texting shorthand, normalised before phrases are matched.
 SHORTHAND = {
@@ -104,7 +105,7 @@ ACKS = frozenset(
     p.strip()
     for p in """ok|okay|okie|kk|k|cool|great|awesome|nice|nice one|perfect|sure|alright|wow|good|
     fine|oh|ah|ooh|aww|huh|hmm|true|sweet|neat|lovely|brilliant|amazing|right|indeed|fair|
-    fair enough|interesting|got it|yes|yeah|yep|yup|no|nope|nah""".split("|")  # noqa: SIM905
+    fair enough|interesting|got it""".split("|")  # noqa: SIM905
 )
 DROP = frozenset(
     {"coach", "so", "much", "very", "again", "all", "for", "now", "a", "lot", "really"}
@@ -126,7 +127,8 @@ def model() -> RoutingModel:
 
 
 SOCIAL_WORDS = "social"  # greetings, thanks, goodbyes: small talk wherever they come
-AGREEMENT = "agreement"  # laughter and "good idea": agreeing with the coach, or a reaction
+AGREEMENT = "agreement"  # "yes", "ok", "good idea": answering or agreeing with the coach
+LAUGHTER = "laughter"  # "haha", "lol": a reaction, unless it answers a coaching question
 
 
 def _normalise(words: Sequence[str]) -> list[str]:
@@ -143,8 +145,10 @@ def _segment(words: Sequence[str]) -> set[str] | None:
             phrase = " ".join(words[i : i + n])
             if phrase in SOCIAL:
                 kind = SOCIAL_WORDS
-            elif phrase in AGREEING or (n == 1 and _LAUGH.match(phrase)):
+            elif phrase in AGREEING:
                 kind = AGREEMENT
+            elif n == 1 and _LAUGH.match(phrase):
+                kind = LAUGHTER
             elif phrase in ACKS or (n == 1 and phrase in DROP):
                 kind = "filler"
             else:
@@ -158,9 +162,9 @@ def _segment(words: Sequence[str]) -> set[str] | None:
 
 
 def social_kind(text: str) -> str | None:
-    """`SOCIAL_WORDS` when every part is social phrases, agreement and fillers with at least
-    one social phrase ("haha ok thanks coach", "cool cool. bye!"); `AGREEMENT` when there is
-    laughter or agreement but no social phrase ("haha yes", "good idea"); else None."""
+    """When every part is social phrases, answers, laughter and fillers: `SOCIAL_WORDS` if one
+    is social ("haha ok thanks coach", "cool cool. bye!"), else `AGREEMENT` if one answers or
+    agrees ("haha yes", "good idea"), else `LAUGHTER` ("lmao", "haha true"); else None."""
     parts = [
         _normalise([w for w in tokens(x) if w not in ("?", "!")])
         for x in _PARTS.split(text.lower())
@@ -169,9 +173,10 @@ def social_kind(text: str) -> str | None:
     if not cuts or any(c is None for c in cuts):
         return None
     kinds = set().union(*(c for c in cuts if c))
-    if SOCIAL_WORDS in kinds:
-        return SOCIAL_WORDS
-    return AGREEMENT if AGREEMENT in kinds else None
+    for kind in (SOCIAL_WORDS, AGREEMENT, LAUGHTER):
+        if kind in kinds:
+            return kind
+    return None
 
 
 def is_social(text: str) -> bool:
@@ -192,6 +197,23 @@ def coach_asked(history: Sequence[Turn]) -> bool:
     return question is not None and not is_social(question)
 
 
+def coach_asked_about_habits(history: Sequence[Turn]) -> bool:
+    """Did the coach's last turn ask about the member's habits ("how many pages today?")?"""
+    if not history or history[-1].role != "assistant":
+        return False
+    question = last_question(history[-1].content)
+    return bool(question and coaching_hits(question))
+
+
+def _echoes_the_question(history: Sequence[Turn], text: str) -> bool:
+    """ "evening" answering "morning or evening slot?" is a choice, not a greeting."""
+    if not coach_asked_about_habits(history):
+        return False
+    asked = set(tokens(last_question(history[-1].content) or ""))
+    words = [w for w in tokens(text) if w not in ("?", "!")]
+    return bool(words) and all(w in asked for w in words)
+
+
 def in_coaching_thread(history: Sequence[Turn], depth: int = THREAD_LOOKBACK) -> bool:
     """Is the conversation in a coaching thread? Yes if the coach's last turn was about the
     member's habits (two or more coaching words: a plan) or asked about them, or the
@@ -202,6 +224,8 @@ def in_coaching_thread(history: Sequence[Turn], depth: int = THREAD_LOOKBACK) ->
     question = last_question(coach)
     if strong_hits(coach) >= PLAN_HITS or (question and strong_hits(question)):
         return True
+    if question and not coaching_hits(question) and not coaching_hits(coach):
+        return False  # "what's your favourite film?": a social question leaves the thread
     users = [i for i, turn in enumerate(history) if turn.role == "user"]
     if not users or depth <= 0:
         return False
@@ -232,6 +256,8 @@ def rule_decision(
     if not text.strip():
         return RouteDecision(COACHING, "rule: empty message (default to coaching)")
     kind = social_kind(text)
+    if kind == SOCIAL_WORDS and _echoes_the_question(history, text):
+        return RouteDecision(COACHING, "rule: picks an option the coach offered")
     if kind == SOCIAL_WORDS:
         return RouteDecision(SMALL_TALK, "rule: greeting, thanks or goodbye")
     if kind == AGREEMENT:
@@ -239,7 +265,11 @@ def rule_decision(
             return RouteDecision(COACHING, "rule: agreeing with the coach's plan")
         if coach_asked(history):
             return None  # "haha yes" to a question: the model reads the question
-        return RouteDecision(SMALL_TALK, "rule: laughter or praise outside a coaching thread")
+        return RouteDecision(SMALL_TALK, "rule: agreement outside a coaching thread")
+    if kind == LAUGHTER:
+        if coach_asked_about_habits(history):
+            return RouteDecision(COACHING, "rule: laughing answer to a coaching question")
+        return RouteDecision(SMALL_TALK, "rule: laughter")
     if is_reaction(text):
         if coach_asked(history):
             return RouteDecision(COACHING, "rule: an emoji answering the coach's question")
