@@ -118,12 +118,12 @@ def test_heldout_expensive_mistakes_target() -> None:
 
 
 def test_the_calibration_split_holds_the_budget_its_threshold_was_set_for() -> None:
-    """Calibration rows (1,312 by three writers, never fitted on) set the threshold at 0.75 %
-    of their coaching rows sent cheap; the previous router scored 77.5 % on the 320 of them
-    it was tuned on, with 2 of 174 cheap."""
+    """Calibration rows (1,717 by four writers, never fitted on) set the threshold at 0.5 % of
+    their coaching rows sent cheap; the previous router scored 77.5 % on the 320 of them it
+    was tuned on, with 2 of 174 cheap."""
     result = evaluate(_rows("calibration"))
     assert result["n"] >= 1000
-    assert result["coaching_to_small_talk"] <= 0.0075
+    assert result["coaching_to_small_talk"] <= 0.005
     assert result["accuracy"] >= 0.88
 
 
@@ -238,3 +238,17 @@ def test_laughing_at_the_coachs_remark_is_small_talk(text: str) -> None:
 def test_laughing_answer_to_a_coaching_question_is_coaching() -> None:
     asked = [Turn("assistant", "Did you manage the 10 minutes of Japanese flashcards today?")]
     assert classify(asked, "lol no").route == COACHING
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "thank you so much!! oh and quick q - what do I do if I miss a day while travelling?",
+        "Good morning coach. I wanted to ask whether I should continue my pranayama when I'm ill",
+        "good night coach 🌙 phone's going in the drawer like we said",
+    ],
+)
+def test_asking_what_to_do_or_pointing_at_the_plan_is_coaching(text: str) -> None:
+    decision = classify([], text)
+    assert decision.route == COACHING
+    assert decision.reason.startswith("rule:")

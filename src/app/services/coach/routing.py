@@ -30,6 +30,7 @@ from typing import Any
 
 from app.services.coach.prompt import Turn, turns
 from app.services.coach.routing_model import (
+    ADVICE_PATTERNS,
     ASK_PATTERNS,
     RoutingModel,
     coaching_hits,
@@ -270,6 +271,8 @@ def rule_decision(
         if coach_asked_about_habits(history):
             return RouteDecision(COACHING, "rule: laughing answer to a coaching question")
         return RouteDecision(SMALL_TALK, "rule: laughter")
+    if ADVICE_PATTERNS.search(text.lower()):
+        return RouteDecision(COACHING, "rule: asks what to do, or points at the plan")
     if is_reaction(text):
         if coach_asked(history):
             return RouteDecision(COACHING, "rule: an emoji answering the coach's question")

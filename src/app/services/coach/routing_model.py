@@ -54,6 +54,16 @@ ASK_PATTERNS = re.compile(
 )
 
 
+# Asking the coach what to do, or pointing back at the agreed plan: coaching whatever the topic
+# (473 of the 6,940 training rows match; 2 of them are small talk).
+ADVICE_PATTERNS = re.compile(
+    r"\b(should i|shall i|do i need to|how (do|can|should) i|what (do|should|can) i do|"
+    r"whether i should|if i should|is it (ok|okay|bad|fine|normal|safe) (to|if)|"
+    r"any (tips|advice)|what if i|can i still|like we said|as we (said|discussed|agreed)|"
+    r"like you said|as planned)\b"
+)
+
+
 _LONG_STEMS = tuple(s for s in COACHING_STEMS if len(s) >= 5)
 # Stems that name the coaching domain in any sentence. The rest of COACHING_STEMS ("sleep",
 # "walk", "week", "tired") is everyday talk too: the model weighs those, the rules do not.
@@ -287,20 +297,20 @@ def train(
     *,
     calibration: Sequence[dict[str, Any]],
     rule_route: Callable[[dict[str, Any]], str | None],
-    budget: float = 0.0075,
+    budget: float = 0.005,
     l2: float = 2e-4,
 ) -> RoutingModel:
     """Fit on every labelled row (with its conversation); pick the threshold on the
     `calibration` rows, which the model never saw: the lowest bar at which at most `budget`
     of their coaching messages go cheap, the rules' own mistakes counted first. The target is
-    1 %; the budget is below it because a real question sent to the cheap model is the
-    expensive mistake and a held-out split of ~230 coaching rows allows only two.
-    `rule_route` is the rules' answer for a row, or None.
+    1 %; the budget is half of it because a real question sent to the cheap model is the
+    expensive mistake and a held-out split of ~230 coaching rows allows only two (at 0.75 %,
+    held-out v7 saw 4 of 231). `rule_route` is the rules' answer for a row, or None.
 
     Why not cross-validation on the training rows: they hold deliberately hard coaching rows
     (coaching with no habit word at all) in a larger share than real traffic; their bar
-    (0.978, fitted on 6,536 rows) scored 85.7 % on the calibration rows against 89.6 % for this
-    one (0.952)."""
+    (0.978, fitted on 6,536 rows) scored 85.7 % on the 1,312 calibration rows of the time
+    against 89.6 % for a calibrated one (0.952)."""
     rows = list(rows)
     feats = [conversation_features(str(r["text"]), turns(r.get("history"))) for r in rows]
     bias, weights = fit(feats, [str(r["label"]) for r in rows], l2=l2)
