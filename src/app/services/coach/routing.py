@@ -31,7 +31,6 @@ from typing import Any
 from app.services.coach.prompt import Turn, turns
 from app.services.coach.routing_model import (
     ADVICE_PATTERNS,
-    ASK_PATTERNS,
     RoutingModel,
     coaching_hits,
     is_short,
@@ -217,8 +216,9 @@ def _echoes_the_question(history: Sequence[Turn], text: str) -> bool:
 
 def in_coaching_thread(history: Sequence[Turn], depth: int = THREAD_LOOKBACK) -> bool:
     """Is the conversation in a coaching thread? Yes if the coach's last turn was about the
-    member's habits (two or more coaching words: a plan) or asked about them, or the
-    member's previous message was coaching by the rules (followed through short replies)."""
+    member's habits (two or more coaching words: a plan) or asked about them, or, unless the
+    coach just asked something social, the member's previous message was about their habits
+    (coaching words, or coaching by the rules: followed through short replies)."""
     if not history or history[-1].role != "assistant":
         return False
     coach = history[-1].content
@@ -231,15 +231,10 @@ def in_coaching_thread(history: Sequence[Turn], depth: int = THREAD_LOOKBACK) ->
     if not users or depth <= 0:
         return False
     last = users[-1]
-    if asks_for_coaching(history[last].content):
-        return True
+    if coaching_hits(history[last].content):
+        return True  # "ok I'm going to try running at lunch" -> "Let me know!" -> "will do"
     earlier = rule_decision(history[:last], history[last].content, depth - 1)
     return earlier is not None and earlier.route == COACHING
-
-
-def asks_for_coaching(text: str) -> bool:
-    """A request for help about the member's habits ("can you make me a plan to run?")."""
-    return bool(ASK_PATTERNS.search(text.lower())) and coaching_hits(text) > 0
 
 
 def _laughing_aside(history: Sequence[Turn], text: str) -> bool:

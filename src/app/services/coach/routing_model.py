@@ -44,7 +44,8 @@ COACHING_STEMS = tuple(
     advice help improv fit strength cardio mileage endurance pace race marathon 5k 10k
     milestone reward accountab discipline overwhelm burnout tired lazy stuck struggl
     myself mornings evenings afternoons weekends weekdays chaos chaotic apart busy monday
-    tuesday wednesday thursday friday saturday sunday""".split()  # noqa: SIM905
+    tuesday wednesday thursday friday saturday sunday saving saved savings budget spend spent
+    debt kilomet km mile""".split()  # noqa: SIM905
 )
 ASK_PATTERNS = re.compile(
     r"\b(how (do|can|should|much|many|long|often)|should i|can you|could you|help me|"
