@@ -40,20 +40,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench.set_defaults(func=_bench)
 
     train = actions.add_parser("train-router", help="fit the routing model on the train split")
-    train.add_argument(
-        "--data",
-        type=Path,
-        nargs="+",
-        default=[ROUTING_DIR / "train.jsonl"],
-        help="labelled JSON lines files to fit on (default: the train split)",
-    )
-    train.add_argument(
-        "--calibration",
-        type=Path,
-        nargs="+",
-        default=[ROUTING_DIR / "calibration.jsonl"],
-        help="labelled rows, never fitted on, that set the threshold (default: calibration split)",
-    )
+    for option, split, what in (
+        ("--data", "train", "labelled rows to fit on"),
+        ("--calibration", "calibration", "labelled rows, never fitted on, that set the threshold"),
+    ):
+        train.add_argument(
+            option,
+            type=Path,
+            nargs="+",
+            default=[ROUTING_DIR / f"{split}.jsonl"],
+            help=f"{what} (JSON lines files; default: the {split} split)",
+        )
     train.add_argument("--out", type=Path, default=WEIGHTS_PATH)
     train.set_defaults(func=_train)
 
