@@ -252,3 +252,17 @@ def test_asking_what_to_do_or_pointing_at_the_plan_is_coaching(text: str) -> Non
     decision = classify([], text)
     assert decision.route == COACHING
     assert decision.reason.startswith("rule:")
+
+
+def test_the_shipped_weights_are_what_the_shipped_data_trains() -> None:
+    """Editing the labelled rows, the lexicons or the features without retraining fails here."""
+    from app.services.coach.routing import rule_route
+    from app.services.coach.routing_model import RoutingModel
+
+    shipped = RoutingModel.load()
+    model = train(_rows("train"), calibration=_rows("calibration"), rule_route=rule_route)
+    # Within rounding: numpy's exp may differ in the last bits from one CPU to another.
+    assert model.threshold == pytest.approx(shipped.threshold, abs=1e-3)
+    assert model.bias == pytest.approx(shipped.bias, abs=1e-3)
+    features = model.weights.keys() | shipped.weights.keys()
+    assert max(abs(model.weights.get(f, 0) - shipped.weights.get(f, 0)) for f in features) < 2e-3
