@@ -570,8 +570,12 @@ async def test_a_late_event_loop_is_not_blamed_on_redis(redis_server: RedisServe
     assert cache.loop_lag._task is None
 
 
-async def test_without_loop_lag_a_stalled_read_still_times_out(redis_server: RedisServer) -> None:
-    """The control for the test above: a fresh monitor (no lag seen) keeps the 50 ms bound."""
+async def test_replies_that_arrived_while_the_loop_stalled_are_not_timed_out(
+    redis_server: RedisServer,
+) -> None:
+    """A fresh monitor (no lag seen yet): the loop stalls 80 ms past the 50 ms timeout while
+    Redis has already answered. The late timer gives the replies one more turn, so they land:
+    no loader runs and nothing counts against the breaker (a plain timeout loaded all three)."""
     cache = make_service(redis_server.url, timeout=0.05)
     db, k = FakeDb(), new_key(1)
     try:
@@ -580,6 +584,29 @@ async def test_without_loop_lag_a_stalled_read_still_times_out(redis_server: Red
         await asyncio.sleep(0)
         time.sleep(0.08)
         await asyncio.gather(*reads)
-        assert db.calls > 1  # timed out, so the loader ran
+        assert db.calls == 1
+        assert cache.breaker._timeouts == 0
     finally:
+        await cache.close()
+
+
+async def test_a_silent_redis_still_times_out_when_the_loop_is_late(
+    redis_server: RedisServer,
+) -> None:
+    """The control: the extra turn is one short slice, not a wait for an answer that is not
+    coming. Redis paused, the loop stalled: the read loads within timeout + stall + slice."""
+    cache = make_service(redis_server.url, timeout=0.05)
+    db, k = FakeDb(), new_key(1)
+    await get(cache, k, db)
+    redis_server.pause()
+    try:
+        started = time.perf_counter()
+        read = asyncio.create_task(get(cache, k, db))
+        await asyncio.sleep(0)
+        time.sleep(0.08)
+        assert (await read).name == "v1"
+        assert db.calls == 2
+        assert time.perf_counter() - started < 0.08 + cache.timeout + 0.05
+    finally:
+        redis_server.resume()
         await cache.close()

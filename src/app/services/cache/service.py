@@ -39,6 +39,7 @@ from litestar.stores.redis import RedisStore
 
 from app.services.cache.backends import Backend, Snapshot
 from app.services.cache.breaker import CircuitBreaker
+from app.services.cache.deadline import Deadline
 from app.services.cache.keys import NAMESPACE, family
 from app.services.cache.loop_lag import LoopLagMonitor
 from app.services.cache.metrics import (
@@ -411,8 +412,9 @@ class CacheService:
         if not self.breaker.allow():
             raise CacheUnavailable(op)
         try:
-            # Redis gets its timeout on top of however late our own loop is running.
-            async with asyncio.timeout(self.timeout + self.loop_lag.lag):
+            # Redis gets its timeout on top of however late our own loop is running, and one
+            # more slice if the timer itself ran late (the reply may be waiting in the socket).
+            async with Deadline(self.timeout + self.loop_lag.lag, grace=self.timeout / 5):
                 result = await call()
         except Exception as exc:
             self.breaker.failure(op, exc)
