@@ -1,24 +1,29 @@
 """Which model answers: `small_talk` goes to the cheap model, `coaching` to the capable one.
 
-Local and fast (no network, no LLM; tens of microseconds). Rules first, then a tiny trained
+Local and fast (no network, no LLM; well under a millisecond). Rules first, then a tiny trained
 model (``routing_model``) that sees the message and the coach's last turn:
 
 1. Pure social messages (greetings, thanks, goodbyes, in a few languages and in texting
-   shorthand) are small talk, even in the middle of a coaching thread.
-2. Laughter or agreement alone ("haha yes", "good idea") agrees with the coach's plan in a
-   coaching thread (coaching), is left to the model after any other question, else small talk.
-3. An emoji-only reply answers the coach's question if the coach asked one (coaching),
+   shorthand) are small talk, even in the middle of a coaching thread - unless the word picks
+   an option the coach offered ("evening" to "morning or evening slot?").
+2. An answer or agreement alone ("yes", "haha ok", "good idea") is coaching in a coaching
+   thread, left to the model after any other question, else small talk. Laughter alone is a
+   reaction (small talk) unless it answers a question about the member's habits.
+3. Asking what to do ("should I", "what do I do if") or pointing at the plan ("like we
+   said") is coaching.
+4. An emoji-only reply answers the coach's question if the coach asked one (coaching),
    else it is a reaction (small talk).
-4. A message with words that name the coaching domain in any sentence (streak, habit,
+5. A message with words that name the coaching domain in any sentence (streak, habit,
    workout...) or a progress report ("day 30!") is never sent cheap. Everyday words that are
    also coaching words ("sleep", "week", "tired") are the model's to weigh.
-5. A short reply ("ok", "mornings", "no, evenings") that continues a coaching thread (the
+6. A short reply ("ok", "mornings", "no, evenings") that continues a coaching thread (the
    coach's last turn was a plan or asked about one, or the member's previous message was
-   coaching) stays coaching, unless it is a laughing aside and the coach asked nothing.
-6. Otherwise the conversation-aware model's P(small_talk) must reach its threshold, chosen
-   by cross-validation so that at most 0.75 % of coaching messages would go cheap; below it,
-   coaching. When unsure, coaching: a real
-   question sent to the cheap model is the expensive mistake."""
+   about their habits and the coach did not just ask something social) stays coaching,
+   unless it is a laughing aside and the coach asked nothing.
+7. Otherwise the conversation-aware model's P(small_talk) must reach its threshold, set on
+   a calibration split so that at most 0.5 % of its coaching messages would go cheap; below
+   it, coaching. When unsure, coaching: a real question sent to the cheap model is the
+   expensive mistake."""
 
 from __future__ import annotations
 
