@@ -145,7 +145,7 @@ def test_the_threshold_allows_the_budget_counting_rule_misses_first() -> None:
 
 
 def test_hardly_any_training_coaching_message_goes_cheap() -> None:
-    """The threshold allows 0.75 % in cross-validation; on the rows it was fitted on, fewer."""
+    """A regression guard: the rules and the fitted model on the rows they were fitted on."""
     assert evaluate(_rows("train"))["coaching_to_small_talk"] <= 0.005
 
 
@@ -224,7 +224,7 @@ def test_a_social_question_in_a_coaching_thread_is_not_a_coaching_thread() -> No
 
 
 def test_a_greeting_word_that_picks_the_coachs_option_is_coaching() -> None:
-    slot = [Turn("assistant", "Do you prefer a morning or evening journaling slot?")]
+    slot = [Turn("assistant", "Do you prefer a morning or evening slot?")]
     assert classify(slot, "evening").route == COACHING
     assert classify([Turn("assistant", "Hi there!")], "evening").route == SMALL_TALK
 
@@ -262,7 +262,31 @@ def test_the_shipped_weights_are_what_the_shipped_data_trains() -> None:
     shipped = RoutingModel.load()
     model = train(_rows("train"), calibration=_rows("calibration"), rule_route=rule_route)
     # Within rounding: numpy's exp may differ in the last bits from one CPU to another.
-    assert model.threshold == pytest.approx(shipped.threshold, abs=1e-3)
+    assert model.threshold == pytest.approx(shipped.threshold, abs=2e-4)
     assert model.bias == pytest.approx(shipped.bias, abs=1e-3)
     features = model.weights.keys() | shipped.weights.keys()
     assert max(abs(model.weights.get(f, 0) - shipped.weights.get(f, 0)) for f in features) < 2e-3
+
+
+def test_he_is_a_word_not_laughter() -> None:
+    gym = [
+        Turn("user", "going to the gym with my brother tomorrow at 7"),
+        Turn("assistant", "Great plan! Let me know how it goes."),
+    ]
+    assert classify(gym, "he overslept").route == COACHING
+    assert classify(gym, "he overslept").reason == classify(gym, "she overslept").reason
+
+
+@pytest.mark.parametrize(
+    "text", ["20 push-ups before bed", "signed up for a 10k", "missed my check-in"]
+)
+def test_words_the_tokens_split_still_name_the_domain(text: str) -> None:
+    assert classify([], text).reason == "rule: coaching vocabulary"
+
+
+def test_calibration_without_coaching_rows_is_refused() -> None:
+    from app.services.coach.routing import rule_route
+
+    rows = [{"text": "hi", "label": SMALL_TALK}, {"text": "my plan", "label": COACHING}]
+    with pytest.raises(ValueError, match="no coaching"):
+        train(rows, calibration=[{"text": "hi", "label": SMALL_TALK}], rule_route=rule_route)

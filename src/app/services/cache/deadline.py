@@ -17,8 +17,10 @@ from types import TracebackType
 
 
 class Deadline:
-    """``async with Deadline(0.05, grace=0.01):`` - at most `seconds`, or `seconds` plus a
-    slice of `grace` when the loop ran the timer more than `grace` late."""
+    """``async with Deadline(0.05, grace=0.01):`` - cancels the call after `seconds`, or after
+    one more slice of `grace` when the loop ran the timer more than `grace` late. Like
+    ``asyncio.timeout``, it returns once the cancelled call has unwound (redis-py may first
+    wait on its own socket timeout)."""
 
     __slots__ = ("_due", "_grace", "_handle", "_loop", "_seconds", "_window", "extended")
 

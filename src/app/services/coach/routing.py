@@ -104,7 +104,8 @@ SHORTHAND = {
     "whats": "what's",
     "hows": "how's",
 }
-_LAUGH = re.compile(r"^(?:a?(?:ha)+h?|(?:he)+|(?:hi){2,}|lo+l+|lmf?ao+)$")
+# Laughter repeats: "he" alone is a pronoun ("he overslept"), "hah" and "aha" stay laughs.
+_LAUGH = re.compile(r"^(?:a?(?:ha){2,}h?|hah|aha|(?:he){2,}|(?:hi){2,}|lo+l+|lmf?ao+)$")
 # Fillers that may accompany a social part ("great, thanks!") without making it coaching.
 ACKS = frozenset(
     p.strip()
@@ -211,8 +212,8 @@ def coach_asked_about_habits(history: Sequence[Turn]) -> bool:
 
 
 def _echoes_the_question(history: Sequence[Turn], text: str) -> bool:
-    """ "evening" answering "morning or evening slot?" is a choice, not a greeting."""
-    if not coach_asked_about_habits(history):
+    """'evening' answering 'morning or evening slot?' is a choice, not a greeting."""
+    if not coach_asked(history):
         return False
     asked = set(tokens(last_question(history[-1].content) or ""))
     words = [w for w in tokens(text) if w not in ("?", "!")]

@@ -37,11 +37,11 @@ def tokens(text: str) -> list[str]:
 # domain, and the shapes of a request for help.
 COACHING_STEMS = tuple(
     """habit streak goal plan challeng check-in checkin routine run jog walk step workout
-    exercis gym train pushup push-up plank squat yoga stretch meditat sleep bed wake alarm
+    exercis gym train pushup plank squat yoga stretch meditat sleep bed wake alarm
     snooze read page journal study studi learn practi diet eat sugar water hydrat calori
     weight kilo motivat consisten progress track target schedul week daily minute rep set
     injur hurt pain sore stress procrastinat focus productiv quit skip miss fail relaps tip
-    advice help improv fit strength cardio mileage endurance pace race marathon 5k 10k
+    advice help improv fit strength cardio mileage endurance pace race marathon
     milestone reward accountab discipline overwhelm burnout tired lazy stuck struggl
     myself mornings evenings afternoons weekends weekdays chaos chaotic apart busy monday
     tuesday wednesday thursday friday saturday sunday saving saved savings budget spend spent
@@ -69,13 +69,14 @@ _LONG_STEMS = tuple(s for s in COACHING_STEMS if len(s) >= 5)
 # Stems that name the coaching domain in any sentence. The rest of COACHING_STEMS ("sleep",
 # "walk", "week", "tired") is everyday talk too: the model weighs those, the rules do not.
 STRONG_STEMS = tuple(
-    """habit streak goal challeng check-in checkin routine workout exercis pushup push-up
-    plank squat meditat journal calori hydrat motivat consisten procrastinat relaps accountab
-    disciplin burnout injur mileage marathon cardio endurance 5k 10k milestone schedul
-    progress diet weight""".split()  # noqa: SIM905
+    """habit streak goal challeng checkin routine workout exercis pushup plank squat meditat
+    journal calori hydrat motivat consisten procrastinat relaps accountab disciplin burnout
+    injur mileage marathon cardio endurance milestone schedul progress diet weight""".split()  # noqa: SIM905
 )
 # Progress reports: "day 30", "week 3", "10 days in a row", "I did it".
 _PROGRESS = re.compile(r"\b(?:day|week|month)\s*#?\d+\b|\bin a row\b|\bi did it\b")
+# Domain words the word tokens split ("push-ups" -> push, ups; "5k" -> 5, k): matched on text.
+_SPLIT_STEMS = re.compile(r"\bpush-ups?\b|\bcheck-ins?\b|\b\d+ ?k\b(?! ?(?:views|likes|followers))")
 
 
 def domain_hits(words: Sequence[str]) -> int:
@@ -85,15 +86,15 @@ def domain_hits(words: Sequence[str]) -> int:
 
 def coaching_hits(text: str) -> int:
     """Words of the coaching domain, plus one for a progress report ("day 30 done!")."""
-    return domain_hits(tokens(text)) + bool(_PROGRESS.search(text.lower()))
+    low = text.lower()
+    return domain_hits(tokens(low)) + len(_SPLIT_STEMS.findall(low)) + bool(_PROGRESS.search(low))
 
 
 def strong_hits(text: str) -> int:
     """Words that name the coaching domain in any sentence, plus one for a progress report."""
-    words = tokens(text)
-    return sum(1 for w in words if w.startswith(STRONG_STEMS)) + bool(
-        _PROGRESS.search(text.lower())
-    )
+    low = text.lower()
+    strong = sum(1 for w in tokens(low) if w.startswith(STRONG_STEMS))
+    return strong + len(_SPLIT_STEMS.findall(low)) + bool(_PROGRESS.search(low))
 
 
 def word_count(words: Sequence[str]) -> int:
@@ -130,7 +131,7 @@ def lexicons() -> dict[str, frozenset[str]]:
 
 
 def lexicon_counts(text: str) -> dict[str, int]:
-    """How many words and phrases (up to three words) of each lexicon the text holds."""
+    """How many words and phrases (up to four words) of each lexicon the text holds."""
     words = _LEX_WORD.findall(text.lower())
     counts = dict.fromkeys(LEXICONS, 0)
     for name, entries in lexicons().items():
@@ -334,8 +335,10 @@ def train(
         reverse=True,
     )
     # Route small talk only strictly above the allowed-th highest coaching score.
+    if not coaching:
+        raise ValueError("calibration rows hold no coaching message: no threshold to set")
     bar = model_decides[allowed] if allowed < len(model_decides) else 0.5
-    threshold = round(min(0.999, max(0.5, bar + 1e-4)), 4)
+    threshold = round(min(1.0, max(0.5, bar + 1e-4)), 4)  # 1.0: the model never routes cheap
     meta = {
         "l2": l2,
         "budget": budget,
