@@ -102,8 +102,8 @@ def _rows(name: str) -> list[dict[str, object]]:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="held-out v9 (420 rows written by a separate session that never saw the router or "
-    "its data, scored once): accuracy 88.6 %; the misses are small talk sent to the capable "
+    reason="held-out v10 (420 rows written by a separate session that never saw the router or "
+    "its data, scored once): accuracy 87.9 %; the misses are small talk sent to the capable "
     "model (issue 5 open)",
 )
 def test_heldout_accuracy_target() -> None:
@@ -113,7 +113,7 @@ def test_heldout_accuracy_target() -> None:
 
 
 def test_heldout_expensive_mistakes_target() -> None:
-    """At most 1 % of coaching messages sent to the cheap model (v9: 0 of 230)."""
+    """At most 1 % of coaching messages sent to the cheap model (v10: 0 of 224)."""
     assert evaluate(_rows("heldout"))["coaching_to_small_talk"] <= 0.01
 
 
