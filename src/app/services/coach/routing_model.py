@@ -87,14 +87,19 @@ def domain_hits(words: Sequence[str]) -> int:
 def coaching_hits(text: str) -> int:
     """Words of the coaching domain, plus one for a progress report ("day 30 done!")."""
     low = text.lower()
-    return domain_hits(tokens(low)) + len(_SPLIT_STEMS.findall(low)) + bool(_PROGRESS.search(low))
+    return domain_hits(tokens(low)) + _text_hits(low)
 
 
 def strong_hits(text: str) -> int:
     """Words that name the coaching domain in any sentence, plus one for a progress report."""
     low = text.lower()
-    strong = sum(1 for w in tokens(low) if w.startswith(STRONG_STEMS))
-    return strong + len(_SPLIT_STEMS.findall(low)) + bool(_PROGRESS.search(low))
+    return sum(1 for w in tokens(low) if w.startswith(STRONG_STEMS)) + _text_hits(low)
+
+
+def _text_hits(low: str) -> int:
+    """What the word tokens cannot see: split domain words ("push-ups", "5k") and a progress
+    report ("day 30"), counted on the lower-cased text."""
+    return len(_SPLIT_STEMS.findall(low)) + bool(_PROGRESS.search(low))
 
 
 def word_count(words: Sequence[str]) -> int:
@@ -133,13 +138,12 @@ def lexicons() -> dict[str, frozenset[str]]:
 def lexicon_counts(text: str) -> dict[str, int]:
     """How many words and phrases (up to four words) of each lexicon the text holds."""
     words = _LEX_WORD.findall(text.lower())
-    counts = dict.fromkeys(LEXICONS, 0)
-    for name, entries in lexicons().items():
-        for n in range(1, _LEX_LONGEST + 1):
-            counts[name] += sum(
-                " ".join(words[i : i + n]) in entries for i in range(len(words) - n + 1)
-            )
-    return counts
+    phrases = [
+        " ".join(words[i : i + n])
+        for n in range(1, _LEX_LONGEST + 1)
+        for i in range(len(words) - n + 1)
+    ]
+    return {name: sum(p in entries for p in phrases) for name, entries in lexicons().items()}
 
 
 def lexicon_features(text: str, prefix: str) -> list[str]:
@@ -317,26 +321,21 @@ def train(
     feats = [conversation_features(str(r["text"]), turns(r.get("history"))) for r in rows]
     bias, weights = fit(feats, [str(r["label"]) for r in rows], l2=l2)
     coaching = [r for r in calibration if r["label"] != SMALL_TALK_LABEL]
+    if not coaching:
+        raise ValueError("calibration rows hold no coaching message: no threshold to set")
     by_rules = [rule_route(r) for r in coaching]
     rule_misses = sum(route == SMALL_TALK_LABEL for route in by_rules)
     allowed = max(0, int(budget * len(coaching)) - rule_misses)
+    fitted = RoutingModel(bias, weights, threshold=1.0)
     model_decides = sorted(
         (
-            _sigmoid(
-                bias
-                + sum(
-                    weights.get(f, 0.0)
-                    for f in conversation_features(str(r["text"]), turns(r.get("history")))
-                )
-            )
+            fitted.p_small_talk(str(r["text"]), turns(r.get("history")))
             for r, route in zip(coaching, by_rules, strict=True)
             if route is None
         ),
         reverse=True,
     )
     # Route small talk only strictly above the allowed-th highest coaching score.
-    if not coaching:
-        raise ValueError("calibration rows hold no coaching message: no threshold to set")
     bar = model_decides[allowed] if allowed < len(model_decides) else 0.5
     threshold = round(min(1.0, max(0.5, bar + 1e-4)), 4)  # 1.0: the model never routes cheap
     meta = {
