@@ -50,6 +50,7 @@ from app.routes.pages import page_router
 from app.routes.system import healthz, readyz
 from app.services.cache import build_cache
 from app.services.coach.memory import drain_all
+from app.services.coach.routing import warm_up as warm_up_router
 from app.services.llm import LLMGateway
 from app.settings import Settings, get_settings
 
@@ -62,6 +63,7 @@ STREAM_PATHS = [r"/stream$"]  # SSE must reach the client chunk by chunk, never 
 
 async def _warm_up(gateway: LLMGateway) -> None:
     try:
+        await asyncio.to_thread(warm_up_router)
         await gateway.warm_up()
     except Exception:
         structlog.get_logger("app").warning("coach_warmup_failed", exc_info=True)

@@ -130,7 +130,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from app.services.coach.routing import classify, evaluate, model
 
     rows = _read_jsonl(args.data)
-    model()  # loaded before timing
+    model().p_small_talk("warm up")  # weights and sentence encoder loaded before timing
     timings, cpu = [], []
     for row in rows:
         history = turns(row.get("history"))

@@ -132,6 +132,11 @@ def model() -> RoutingModel:
     return RoutingModel.load()
 
 
+def warm_up() -> None:
+    """Load the weights and the sentence encoder (~0.2 s) before the first message needs them."""
+    model().p_small_talk("hello")
+
+
 SOCIAL_WORDS = "social"  # greetings, thanks, goodbyes: small talk wherever they come
 AGREEMENT = "agreement"  # "yes", "ok", "good idea": answering or agreeing with the coach
 LAUGHTER = "laughter"  # "haha", "lol": a reaction, unless it answers a coaching question

@@ -1,9 +1,10 @@
-"""A tiny conversation-aware text classifier for routing: logistic regression over the
-member's message (word and character n-grams, shape flags, topic lexicons) and the coach's
-last turn (its words, whether it asked a question and about what).
+"""A small conversation-aware text classifier for routing: logistic regression over the
+member's message (word and character n-grams, shape flags, topic lexicons, and a sentence
+vector from the first two layers of MiniLM, see ``encoder``) and the coach's last turn (its
+words, whether it asked a question and about what).
 
-Pure Python at inference (a dict lookup per feature: well under a millisecond); numpy only
-to train. Trained offline by ``python -m app coach train-router`` on the shipped labelled set
+At inference a dict lookup per feature plus one small forward pass (about 2 ms); numpy to
+train. Trained offline by ``python -m app coach train-router`` on the shipped labelled set
 (``app/data/routing/train.jsonl``), its threshold set on ``calibration.jsonl``; the weights
 ship as ``app/data/routing_model.json``."""
 
@@ -19,12 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.services.coach.encoder import get_encoder
 from app.services.coach.prompt import turns
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 WEIGHTS_PATH = DATA_DIR / "routing_model.json"
 SMALL_TALK_LABEL = "small_talk"
 SHORT_REPLY_WORDS = 6
+# Sentence vectors enter the fit multiplied by this (unit vectors have small components, and
+# the L2 penalty is shared with the sparse weights); the shipped weights have it folded in.
+VECTOR_SCALE = 3.0
 
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?|\d+|[?!]|:\)")
 
@@ -227,24 +232,34 @@ def _sigmoid(z: float) -> float:
 
 @dataclass
 class RoutingModel:
-    """P(small_talk | message, conversation) = sigmoid(bias + the features' weights)."""
+    """P(small_talk | message, conversation) = sigmoid(bias + the features' weights + the
+    message's sentence vector . vector_weights)."""
 
     bias: float
     weights: dict[str, float]
     threshold: float  # route small talk only at or above this probability
     meta: dict[str, Any] = field(default_factory=dict)
+    vector_weights: list[float] = field(default_factory=list)  # empty: no sentence vector
 
     def p_small_talk(self, text: str, history: Sequence[Any] = ()) -> float:
         w = self.weights
-        return _sigmoid(
-            self.bias + sum(w.get(f, 0.0) for f in conversation_features(text, history))
-        )
+        z = self.bias + sum(w.get(f, 0.0) for f in conversation_features(text, history))
+        if self.vector_weights:
+            z += float(get_encoder().encode(text) @ self._vector)
+        return _sigmoid(z)
+
+    @functools.cached_property
+    def _vector(self) -> Any:
+        import numpy as np
+
+        return np.asarray(self.vector_weights, dtype=np.float32)
 
     def to_json(self) -> str:
         body = {
             "bias": round(self.bias, 5),
             "threshold": self.threshold,
             "meta": self.meta,
+            "vector_weights": [round(v, 5) for v in self.vector_weights],
             "weights": {k: round(v, 4) for k, v in sorted(self.weights.items()) if abs(v) >= 1e-3},
         }
         return json.dumps(body, indent=0, sort_keys=False, ensure_ascii=False)
@@ -257,6 +272,7 @@ class RoutingModel:
             weights={str(k): float(v) for k, v in raw["weights"].items()},
             threshold=float(raw["threshold"]),
             meta=dict(raw.get("meta", {})),
+            vector_weights=[float(v) for v in raw.get("vector_weights", [])],
         )
 
 
@@ -264,12 +280,15 @@ def fit(
     rows: Sequence[list[str]],
     labels: Sequence[str],
     *,
+    vectors: Any = None,
     l2: float = 2e-4,
     epochs: int = 600,
     lr: float = 0.05,
-) -> tuple[float, dict[str, float]]:
-    """Full-batch Adam on the L2-regularised mean logistic loss (numpy, offline; a few
-    seconds for thousands of rows). `rows` are the feature lists of the examples."""
+) -> tuple[float, dict[str, float], list[float]]:
+    """Full-batch Adam on the L2-regularised mean logistic loss (numpy, offline; seconds for
+    thousands of rows). `rows` are the feature lists of the examples, `vectors` (optional)
+    a dense (rows, dims) array beside them. Returns the bias, the feature weights and the
+    vector weights."""
     import numpy as np
 
     vocab = sorted({f for feats in rows for f in feats})
@@ -277,25 +296,30 @@ def fit(
     # Sparse design matrix as (row, column) pairs of its ones: X @ w and X.T @ e are bincounts.
     cols = np.array([index[f] for feats in rows for f in feats], dtype=np.int64)
     row_of = np.repeat(np.arange(len(rows)), [len(feats) for feats in rows])
+    dense = np.zeros((len(rows), 0)) if vectors is None else np.asarray(vectors, dtype=np.float64)
+    dims = dense.shape[1]
     y = np.array([1.0 if label == SMALL_TALK_LABEL else 0.0 for label in labels])
-    theta = np.zeros(len(vocab) + 1)  # weights, then the bias
+    theta = np.zeros(len(vocab) + dims + 1)  # feature weights, vector weights, then the bias
     m, v = np.zeros_like(theta), np.zeros_like(theta)
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     n = float(len(rows))
+    split = len(vocab)
     for step in range(1, epochs + 1):
-        w, b = theta[:-1], theta[-1]
-        z = np.bincount(row_of, weights=w[cols], minlength=len(rows)) + b
+        w, wv, b = theta[:split], theta[split:-1], theta[-1]
+        z = np.bincount(row_of, weights=w[cols], minlength=len(rows)) + dense @ wv + b
         err = 1.0 / (1.0 + np.exp(-z)) - y
-        grad = np.append(
-            np.bincount(cols, weights=err[row_of], minlength=len(vocab)) / n + l2 * w,
-            err.mean(),
+        grad = np.concatenate(
+            [
+                np.bincount(cols, weights=err[row_of], minlength=len(vocab)) / n + l2 * w,
+                dense.T @ err / n + l2 * wv,
+                [err.mean()],
+            ]
         )
         m = beta1 * m + (1 - beta1) * grad
         v = beta2 * v + (1 - beta2) * grad**2
         theta -= lr * (m / (1 - beta1**step)) / (np.sqrt(v / (1 - beta2**step)) + eps)
-    b = float(theta[-1])
-    w = theta[:-1]
-    return b, {f: float(w[i]) for f, i in index.items()}
+    weights = {f: float(theta[i]) for f, i in index.items()}
+    return float(theta[-1]), weights, [float(x) for x in theta[split:-1]]
 
 
 def train(
@@ -317,16 +341,21 @@ def train(
     (coaching with no habit word at all) in a larger share than real traffic; their bar
     (0.978, fitted on 6,536 rows) scored 85.7 % on the 1,312 calibration rows of the time
     against 89.6 % for a calibrated one (0.952)."""
+    import numpy as np
+
     rows = list(rows)
     feats = [conversation_features(str(r["text"]), turns(r.get("history"))) for r in rows]
-    bias, weights = fit(feats, [str(r["label"]) for r in rows], l2=l2)
+    encoder = get_encoder()
+    vectors = VECTOR_SCALE * np.array([encoder.encode(str(r["text"])) for r in rows])
+    bias, weights, scaled = fit(feats, [str(r["label"]) for r in rows], vectors=vectors, l2=l2)
+    vector_weights = [VECTOR_SCALE * x for x in scaled]
     coaching = [r for r in calibration if r["label"] != SMALL_TALK_LABEL]
     if not coaching:
         raise ValueError("calibration rows hold no coaching message: no threshold to set")
     by_rules = [rule_route(r) for r in coaching]
     rule_misses = sum(route == SMALL_TALK_LABEL for route in by_rules)
     allowed = max(0, int(budget * len(coaching)) - rule_misses)
-    fitted = RoutingModel(bias, weights, threshold=1.0)
+    fitted = RoutingModel(bias, weights, threshold=1.0, vector_weights=vector_weights)
     model_decides = sorted(
         (
             fitted.p_small_talk(str(r["text"]), turns(r.get("history")))
@@ -340,6 +369,7 @@ def train(
     threshold = round(min(1.0, max(0.5, bar + 1e-4)), 4)  # 1.0: the model never routes cheap
     meta = {
         "l2": l2,
+        "vector_scale": VECTOR_SCALE,
         "budget": budget,
         "trained_on": len(rows),
         "calibration_rows": len(calibration),
@@ -348,4 +378,4 @@ def train(
         "calibration_allowed_model_misses": allowed,
         "calibration_top_coaching_p": [round(p, 4) for p in model_decides[: allowed + 3]],
     }
-    return RoutingModel(bias, weights, threshold, meta)
+    return RoutingModel(bias, weights, threshold, meta, vector_weights)

@@ -114,7 +114,9 @@ class CoachService:
         messages: list[dict[str, Any]] = []
         try:
             summary, _, turns = await self.store.context(reply.conversation_id, reply.reply_to)
-            decision = classify(turns[:-1], turns[-1].content if turns else "")
+            # ~2 ms of numpy (the sentence encoder), off the event loop
+            text = turns[-1].content if turns else ""
+            decision = await anyio.to_thread.run_sync(classify, turns[:-1], text)
             model = self._model_for(decision)
             await self.gateway.ensure_loaded()  # never import litellm on the event loop
             messages = build_prompt(
