@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -62,11 +63,14 @@ STREAM_PATHS = [r"/stream$"]  # SSE must reach the client chunk by chunk, never 
 
 
 async def _warm_up(gateway: LLMGateway) -> None:
-    try:
-        await asyncio.to_thread(warm_up_router)
-        await gateway.warm_up()
-    except Exception:
-        structlog.get_logger("app").warning("coach_warmup_failed", exc_info=True)
+    for name, step in (
+        ("router", partial(asyncio.to_thread, warm_up_router)),
+        ("llm", gateway.warm_up),
+    ):
+        try:
+            await step()
+        except Exception:
+            structlog.get_logger("app").warning("coach_warmup_failed", step=name, exc_info=True)
 
 
 def _template_globals(engine: JinjaTemplateEngine) -> None:

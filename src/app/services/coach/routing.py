@@ -33,6 +33,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import structlog
+
+from app.services.coach.encoder import EncoderUnavailableError
 from app.services.coach.prompt import Turn, turns
 from app.services.coach.routing_model import (
     ADVICE_PATTERNS,
@@ -120,6 +123,9 @@ _PARTS = re.compile(r",|;|\band\b|\.|!|\n")
 _LONGEST_PHRASE = max(len(p.split()) for p in SOCIAL | AGREEING | ACKS)
 
 
+log = structlog.get_logger(__name__)
+
+
 @dataclass(frozen=True, slots=True)
 class RouteDecision:
     route: str
@@ -130,6 +136,11 @@ class RouteDecision:
 def model() -> RoutingModel:
     """The shipped weights (loaded once per process, ~20 ms)."""
     return RoutingModel.load()
+
+
+@lru_cache(maxsize=1)
+def _warn_once(problem: str) -> None:
+    log.warning("routing_model_unavailable", problem=problem, route=COACHING)
 
 
 def warm_up() -> None:
@@ -303,7 +314,11 @@ def classify(history: Sequence[Turn], text: str) -> RouteDecision:
     if decision is not None:
         return decision
     m = model()
-    p = m.p_small_talk(text, history)
+    try:
+        p = m.p_small_talk(text, history)
+    except EncoderUnavailableError as exc:
+        _warn_once(str(exc))
+        return RouteDecision(COACHING, "model unavailable (sentence encoder not installed)")
     after = " after the coach's question" if coach_asked(history) else ""
     if p >= m.threshold:
         return RouteDecision(SMALL_TALK, f"model: p_small_talk={p:.2f} >= {m.threshold:.2f}{after}")

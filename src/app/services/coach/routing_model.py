@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.services.coach.encoder import get_encoder
+from app.services.coach.encoder import DIM, get_encoder
 from app.services.coach.prompt import turns
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
@@ -267,12 +267,15 @@ class RoutingModel:
     @classmethod
     def load(cls, path: Path = WEIGHTS_PATH) -> RoutingModel:
         raw = json.loads(path.read_text(encoding="utf-8"))
+        vector_weights = [float(v) for v in raw.get("vector_weights", [])]
+        if len(vector_weights) not in (0, DIM):
+            raise ValueError(f"{path}: {len(vector_weights)} vector weights, the encoder has {DIM}")
         return cls(
             bias=float(raw["bias"]),
             weights={str(k): float(v) for k, v in raw["weights"].items()},
             threshold=float(raw["threshold"]),
             meta=dict(raw.get("meta", {})),
-            vector_weights=[float(v) for v in raw.get("vector_weights", [])],
+            vector_weights=vector_weights,
         )
 
 
