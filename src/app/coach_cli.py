@@ -127,10 +127,10 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from app.services.coach.prompt import turns
-    from app.services.coach.routing import classify, evaluate, model
+    from app.services.coach.routing import classify, evaluate, warm_up
 
     rows = _read_jsonl(args.data)
-    model().p_small_talk("warm up")  # weights and sentence encoder loaded before timing
+    warm_up()  # weights and sentence encoder loaded before timing
     timings, cpu = [], []
     for row in rows:
         history = turns(row.get("history"))
