@@ -9,9 +9,12 @@ import pytest
 
 from app.services.coach import encoder
 from app.services.coach.encoder import (
+    LAYERS,
     MAX_CHARS,
     MAX_TOKENS,
     EncoderUnavailableError,
+    SentenceEncoder,
+    find_model_dir,
     get_encoder,
 )
 
@@ -22,10 +25,23 @@ REFERENCE = [-0.0022, -0.0017, 0.0541, 0.0046, 0.042, -0.0244, 0.0498, 0.0065]
 
 
 def test_matches_the_reference_implementation() -> None:
-    vector = get_encoder().encode(QUESTION)
+    """Two layers against transformers' numbers: the embeddings and the layer code both."""
+    vector = SentenceEncoder(find_model_dir(), layers=2).encode(QUESTION)
     assert vector.shape == (384,)
     assert vector.dtype == np.float32
     assert vector[:8] == pytest.approx(REFERENCE, abs=2e-4)
+
+
+def test_depth_stops_after_that_many_layers() -> None:
+    deeper = SentenceEncoder(find_model_dir(), layers=LAYERS + 1)
+    shipped = get_encoder()
+    assert shipped.encode(QUESTION) == pytest.approx(
+        deeper.encode(QUESTION, depth=LAYERS), abs=1e-6
+    )
+    embeddings = shipped.encode(QUESTION, depth=0)
+    assert embeddings == pytest.approx(deeper.encode(QUESTION, depth=0), abs=1e-6)
+    assert float(np.linalg.norm(embeddings)) == pytest.approx(1.0, abs=1e-5)
+    assert float(embeddings @ shipped.encode(QUESTION)) < 0.999  # the layer did something
 
 
 def test_vectors_are_unit_length_and_repeatable() -> None:

@@ -1,6 +1,6 @@
 """Which model answers: `small_talk` goes to the cheap model, `coaching` to the capable one.
 
-Local and fast (no network, no LLM; about 2 ms, most of it the sentence vector). Rules first,
+Local and fast (no network, no LLM; 1.5-3 ms, most of it the sentence vector). Rules first,
 then a small trained model (``routing_model``) that sees the message and the coach's last turn:
 
 1. Pure social messages (greetings, thanks, goodbyes, in a few languages and in texting
@@ -14,7 +14,8 @@ then a small trained model (``routing_model``) that sees the message and the coa
 4. An emoji-only reply answers the coach's question if the coach asked one (coaching),
    else it is a reaction (small talk).
 5. A message with words that name the coaching domain in any sentence (streak, habit,
-   workout...) or a progress report ("day 30!") is never sent cheap. Everyday words that are
+   workout...), a progress report ("day 30!", "Tag 20 geschafft") or a habit named as the
+   member's own ("did my run along the river") is never sent cheap. Everyday words that are
    also coaching words ("sleep", "week", "tired") are the model's to weigh.
 6. A short reply ("ok", "mornings", "no, evenings") that continues a coaching thread (the
    coach's last turn was a plan or asked about one, or the member's previous message was
@@ -43,6 +44,7 @@ from app.services.coach.routing_model import (
     coaching_hits,
     is_short,
     last_question,
+    names_own_habit,
     strong_hits,
     tokens,
 )
@@ -296,6 +298,8 @@ def rule_decision(
         return RouteDecision(SMALL_TALK, "rule: an emoji reaction")
     if strong_hits(text):
         return RouteDecision(COACHING, "rule: coaching vocabulary")
+    if names_own_habit(text):
+        return RouteDecision(COACHING, "rule: names the member's own habit ('my run')")
     thread = in_coaching_thread(history, depth) if depth > 0 else False
     if thread and is_short(text) and not _laughing_aside(history, text):
         return RouteDecision(COACHING, "rule: short reply continuing a coaching thread")

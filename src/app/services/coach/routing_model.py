@@ -1,9 +1,9 @@
 """A small conversation-aware text classifier for routing: logistic regression over the
 member's message (word and character n-grams, shape flags, topic lexicons, and a sentence
-vector from the first two layers of MiniLM, see ``encoder``) and the coach's last turn (its
-words, whether it asked a question and about what).
+vector from the first layer of MiniLM, see ``encoder``) and the coach's last turn (its words,
+whether it asked a question and about what, and the mean of its question's token embeddings).
 
-At inference a dict lookup per feature plus one small forward pass (about 2 ms); numpy to
+At inference a dict lookup per feature plus one small forward pass (1.5-3 ms); numpy to
 train. Trained offline by ``python -m app coach train-router`` on the shipped labelled set
 (``app/data/routing/train.jsonl``), its threshold set on ``calibration.jsonl``; the weights
 ship as ``app/data/routing_model.json``."""
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.services.coach.encoder import DIM, get_encoder
+from app.services.coach.encoder import DIM, LAYERS, get_encoder
 from app.services.coach.prompt import turns
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
@@ -78,8 +78,19 @@ STRONG_STEMS = tuple(
     journal calori hydrat motivat consisten procrastinat relaps accountab disciplin burnout
     injur mileage marathon cardio endurance milestone schedul progress diet weight""".split()  # noqa: SIM905
 )
-# Progress reports: "day 30", "week 3", "10 days in a row", "I did it".
-_PROGRESS = re.compile(r"\b(?:day|week|month)\s*#?\d+\b|\bin a row\b|\bi did it\b")
+# Progress reports: "day 30", "week 3", "10 days in a row", "I did it"; "day 20" in German,
+# Spanish, Portuguese, French, Italian and Dutch ("Tag 20 geschafft!").
+_PROGRESS = re.compile(
+    r"\b(?:day|week|month|tag|d[ií]a|jour|giorno|dag)\s*#?\d+\b|\bin a row\b|\bi did it\b"
+)
+# "my run", "my duolingo": the member's own habit, named as theirs. Whole words, not stems:
+# "my train", "my plant" and "my mornings" are everyday talk.
+OWN_HABITS = frozenset(
+    """run runs running jog jogs walk walks workout workouts training reading pages meditation
+    meditating journal journaling practice practise streak habit habits goal goals plan
+    challenge steps yoga gym stretches stretching lesson lessons duolingo sleep bedtime savings
+    budget diet water swim swims session sessions routine reps sets""".split()  # noqa: SIM905
+)
 # Domain words the word tokens split ("push-ups" -> push, ups; "5k" -> 5, k): matched on text.
 _SPLIT_STEMS = re.compile(r"\bpush-ups?\b|\bcheck-ins?\b|\b\d+ ?k\b(?! ?(?:views|likes|followers))")
 
@@ -105,6 +116,14 @@ def _text_hits(low: str) -> int:
     """What the word tokens cannot see: split domain words ("push-ups", "5k") and a progress
     report ("day 30"), counted on the lower-cased text."""
     return len(_SPLIT_STEMS.findall(low)) + bool(_PROGRESS.search(low))
+
+
+def names_own_habit(text: str) -> bool:
+    """Does the member name a habit as theirs ("did my run along the river", "my sleep is a
+    mess")? On the training and calibration rows this decides, 93 are coaching and 4 small
+    talk ("just saying hi before my run")."""
+    words = tokens(text)
+    return any(a == "my" and b in OWN_HABITS for a, b in itertools.pairwise(words))
 
 
 def word_count(words: Sequence[str]) -> int:
@@ -198,6 +217,15 @@ def last_question(text: str) -> str | None:
     return questions[-1].strip() if questions else None
 
 
+def coach_question(history: Sequence[Any]) -> str | None:
+    """What the member is answering: the coach's last question, or its whole last turn if it
+    asked none; None when the coach did not speak last."""
+    if not history or history[-1].role != "assistant":
+        return None
+    coach: str = history[-1].content
+    return last_question(coach) or coach
+
+
 def context_features(history: Sequence[Any], text: str) -> list[str]:
     """What the conversation says about the new message: the coach's last turn (words,
     coaching words, its question) and whether the member's previous message was about
@@ -233,26 +261,34 @@ def _sigmoid(z: float) -> float:
 @dataclass
 class RoutingModel:
     """P(small_talk | message, conversation) = sigmoid(bias + the features' weights + the
-    message's sentence vector . vector_weights)."""
+    message's sentence vector . vector_weights + the coach question's embedding mean .
+    question_weights)."""
 
     bias: float
     weights: dict[str, float]
     threshold: float  # route small talk only at or above this probability
     meta: dict[str, Any] = field(default_factory=dict)
     vector_weights: list[float] = field(default_factory=list)  # empty: no sentence vector
+    question_weights: list[float] = field(default_factory=list)  # empty: no question vector
 
     def p_small_talk(self, text: str, history: Sequence[Any] = ()) -> float:
         w = self.weights
         z = self.bias + sum(w.get(f, 0.0) for f in conversation_features(text, history))
         if self.vector_weights:
-            z += float(get_encoder().encode(text) @ self._vector)
+            z += float(get_encoder().encode(text) @ self._vectors[0])
+        question = coach_question(history) if self.question_weights else None
+        if question:
+            z += float(get_encoder().encode(question, depth=0) @ self._vectors[1])
         return _sigmoid(z)
 
     @functools.cached_property
-    def _vector(self) -> Any:
+    def _vectors(self) -> tuple[Any, Any]:
         import numpy as np
 
-        return np.asarray(self.vector_weights, dtype=np.float32)
+        return (
+            np.asarray(self.vector_weights, dtype=np.float32),
+            np.asarray(self.question_weights, dtype=np.float32),
+        )
 
     def to_json(self) -> str:
         body = {
@@ -260,6 +296,7 @@ class RoutingModel:
             "threshold": self.threshold,
             "meta": self.meta,
             "vector_weights": [round(v, 5) for v in self.vector_weights],
+            "question_weights": [round(v, 5) for v in self.question_weights],
             "weights": {k: round(v, 4) for k, v in sorted(self.weights.items()) if abs(v) >= 1e-3},
         }
         return json.dumps(body, indent=0, sort_keys=False, ensure_ascii=False)
@@ -267,15 +304,24 @@ class RoutingModel:
     @classmethod
     def load(cls, path: Path = WEIGHTS_PATH) -> RoutingModel:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        vector_weights = [float(v) for v in raw.get("vector_weights", [])]
-        if len(vector_weights) not in (0, DIM):
-            raise ValueError(f"{path}: {len(vector_weights)} vector weights, the encoder has {DIM}")
+        vectors = {
+            k: [float(v) for v in raw.get(k, [])] for k in ("vector_weights", "question_weights")
+        }
+        for name, values in vectors.items():
+            if len(values) not in (0, DIM):
+                raise ValueError(f"{path}: {len(values)} {name}, the encoder has {DIM} dimensions")
+        meta = dict(raw.get("meta", {}))
+        if vectors["vector_weights"] and meta.get("encoder_layers") != LAYERS:
+            raise ValueError(
+                f"{path}: trained on {meta.get('encoder_layers')} encoder layers, the encoder runs "
+                f"{LAYERS}: retrain with `python -m app coach train-router`"
+            )
         return cls(
             bias=float(raw["bias"]),
             weights={str(k): float(v) for k, v in raw["weights"].items()},
             threshold=float(raw["threshold"]),
-            meta=dict(raw.get("meta", {})),
-            vector_weights=vector_weights,
+            meta=meta,
+            **vectors,
         )
 
 
@@ -349,16 +395,24 @@ def train(
     rows = list(rows)
     feats = [conversation_features(str(r["text"]), turns(r.get("history"))) for r in rows]
     encoder = get_encoder()
-    vectors = VECTOR_SCALE * np.array([encoder.encode(str(r["text"])) for r in rows])
+    no_question = np.zeros(DIM, dtype=np.float32)
+    questions = [coach_question(turns(r.get("history"))) for r in rows]
+    vectors = VECTOR_SCALE * np.hstack(
+        [
+            np.array([encoder.encode(str(r["text"])) for r in rows]),
+            np.array([encoder.encode(q, depth=0) if q else no_question for q in questions]),
+        ]
+    )
     bias, weights, scaled = fit(feats, [str(r["label"]) for r in rows], vectors=vectors, l2=l2)
-    vector_weights = [VECTOR_SCALE * x for x in scaled]
+    vector_weights = [VECTOR_SCALE * x for x in scaled[:DIM]]
+    question_weights = [VECTOR_SCALE * x for x in scaled[DIM:]]
     coaching = [r for r in calibration if r["label"] != SMALL_TALK_LABEL]
     if not coaching:
         raise ValueError("calibration rows hold no coaching message: no threshold to set")
     by_rules = [rule_route(r) for r in coaching]
     rule_misses = sum(route == SMALL_TALK_LABEL for route in by_rules)
     allowed = max(0, int(budget * len(coaching)) - rule_misses)
-    fitted = RoutingModel(bias, weights, threshold=1.0, vector_weights=vector_weights)
+    fitted = RoutingModel(bias, weights, 1.0, {}, vector_weights, question_weights)
     model_decides = sorted(
         (
             fitted.p_small_talk(str(r["text"]), turns(r.get("history")))
@@ -373,6 +427,7 @@ def train(
     meta = {
         "l2": l2,
         "vector_scale": VECTOR_SCALE,
+        "encoder_layers": LAYERS,
         "budget": budget,
         "trained_on": len(rows),
         "calibration_rows": len(calibration),
@@ -381,4 +436,4 @@ def train(
         "calibration_allowed_model_misses": allowed,
         "calibration_top_coaching_p": [round(p, 4) for p in model_decides[: allowed + 3]],
     }
-    return RoutingModel(bias, weights, threshold, meta, vector_weights)
+    return RoutingModel(bias, weights, threshold, meta, vector_weights, question_weights)
