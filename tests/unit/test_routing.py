@@ -103,9 +103,9 @@ def _rows(name: str) -> list[dict[str, object]]:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="held-out v15 (420 rows written by a separate session that never saw the router or "
-    "its data, scored once): accuracy 91.2 %; the misses are mostly small talk sent to the "
-    "capable model (issue 5 open)",
+    reason="held-out v16 + v17 (840 rows by two separate sessions that never saw the router or "
+    "its data, each scored once): accuracy 89.6 % (v16 87.1 %, v17 92.1 %); the misses are "
+    "mostly small talk sent to the capable model (issue 5 open)",
 )
 def test_heldout_accuracy_target() -> None:
     result = evaluate(_rows("heldout"))
@@ -115,9 +115,9 @@ def test_heldout_accuracy_target() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="held-out v15, scored once: 3 of 220 coaching messages sent cheap (1.4 %); answers to "
-    "a habit question phrased socially ('chickpea curry from that recipe you sent' after 'what "
-    "did you make?') (issue 5 open)",
+    reason="held-out v16 + v17, each scored once: 8 of 440 coaching messages sent cheap (1.8 %), "
+    "all in v16 (v17: 0 of 220); answers to a habit question phrased socially ('paella for 8, "
+    "the socarrat was PERFECT' in a cook-at-home challenge) (issue 5 open)",
 )
 def test_heldout_expensive_mistakes_target() -> None:
     """At most 1 % of coaching messages sent to the cheap model."""
@@ -125,8 +125,8 @@ def test_heldout_expensive_mistakes_target() -> None:
 
 
 def test_the_calibration_split_holds_the_budget_its_threshold_was_set_for() -> None:
-    """Calibration rows (4,569 by eleven writers, never fitted on) set the threshold at 0.5 % of
-    their coaching rows sent cheap (the shipped model: 91.4 %, 12 of 2,512)."""
+    """Calibration rows (4,989 by twelve writers, never fitted on) set the threshold at 0.5 % of
+    their coaching rows sent cheap (the shipped model: 92.1 %, 13 of 2,732)."""
     result = evaluate(_rows("calibration"))
     assert result["n"] >= 1000
     assert result["coaching_to_small_talk"] <= 0.005
@@ -275,8 +275,9 @@ def test_the_shipped_weights_are_what_the_shipped_data_trains() -> None:
     assert max(abs(model.weights.get(f, 0) - shipped.weights.get(f, 0)) for f in features) < 2e-3
     assert len(model.vector_weights) == len(shipped.vector_weights) == 384
     assert model.vector_weights == pytest.approx(shipped.vector_weights, abs=2e-3)
-    assert len(model.question_weights) == len(shipped.question_weights) == 384
-    assert model.question_weights == pytest.approx(shipped.question_weights, abs=2e-3)
+    for name in ("question_weights", "previous_weights"):
+        assert len(getattr(model, name)) == len(getattr(shipped, name)) == 384
+        assert getattr(model, name) == pytest.approx(getattr(shipped, name), abs=2e-3)
 
 
 def test_weights_trained_on_another_encoder_depth_are_refused(tmp_path: Path) -> None:
@@ -290,8 +291,8 @@ def test_weights_trained_on_another_encoder_depth_are_refused(tmp_path: Path) ->
         RoutingModel.load(stale)
 
 
-def test_the_model_reads_the_coach_question_it_is_answering() -> None:
-    from app.services.coach.routing_model import coach_question
+def test_the_model_reads_the_coach_question_and_the_members_previous_message() -> None:
+    from app.services.coach.routing_model import coach_question, member_previous
 
     assert coach_question([]) is None
     assert coach_question([Turn("user", "hi")]) is None
@@ -299,6 +300,11 @@ def test_the_model_reads_the_coach_question_it_is_answering() -> None:
     assert coach_question(asked) == "Any pain?"
     told = [Turn("assistant", "Great job, see you tomorrow!")]
     assert coach_question(told) == "Great job, see you tomorrow!"
+    assert member_previous(told) is None
+    thread = [Turn("user", "ran 5k"), Turn("assistant", "Nice!"), Turn("user", "and stretched")]
+    assert (
+        member_previous([*thread, Turn("assistant", "How do your legs feel?")]) == "and stretched"
+    )
 
 
 @pytest.mark.parametrize(

@@ -226,6 +226,23 @@ def coach_question(history: Sequence[Any]) -> str | None:
     return last_question(coach) or coach
 
 
+def member_previous(history: Sequence[Any]) -> str | None:
+    """What the member said before (the thread they are in), if they said anything."""
+    said = [turn.content for turn in history if turn.role == "user"]
+    return str(said[-1]) if said else None
+
+
+# Turns the model reads as the mean of their token embeddings (encoder depth 0, about 0.1 ms
+# each), by the name of their weights: what the member is answering (+0.5 pt on split halves
+# of calibration) and what they said before it (+1.4 pt leaving each of four writers' splits
+# out of calibration in turn).
+CONTEXT_VECTORS: dict[str, Callable[[Sequence[Any]], str | None]] = {
+    "question_weights": coach_question,
+    "previous_weights": member_previous,
+}
+VECTOR_FIELDS = ("vector_weights", *CONTEXT_VECTORS)
+
+
 def context_features(history: Sequence[Any], text: str) -> list[str]:
     """What the conversation says about the new message: the coach's last turn (words,
     coaching words, its question) and whether the member's previous message was about
@@ -261,42 +278,43 @@ def _sigmoid(z: float) -> float:
 @dataclass
 class RoutingModel:
     """P(small_talk | message, conversation) = sigmoid(bias + the features' weights + the
-    message's sentence vector . vector_weights + the coach question's embedding mean .
-    question_weights)."""
+    message's sentence vector . vector_weights + for each of CONTEXT_VECTORS, its turn's
+    embedding mean . its weights)."""
 
     bias: float
     weights: dict[str, float]
     threshold: float  # route small talk only at or above this probability
     meta: dict[str, Any] = field(default_factory=dict)
     vector_weights: list[float] = field(default_factory=list)  # empty: no sentence vector
-    question_weights: list[float] = field(default_factory=list)  # empty: no question vector
+    question_weights: list[float] = field(default_factory=list)  # see CONTEXT_VECTORS
+    previous_weights: list[float] = field(default_factory=list)
 
     def p_small_talk(self, text: str, history: Sequence[Any] = ()) -> float:
         w = self.weights
         z = self.bias + sum(w.get(f, 0.0) for f in conversation_features(text, history))
-        if self.vector_weights:
-            z += float(get_encoder().encode(text) @ self._vectors[0])
-        question = coach_question(history) if self.question_weights else None
-        if question:
-            z += float(get_encoder().encode(question, depth=0) @ self._vectors[1])
+        vectors = self._vectors
+        if "vector_weights" in vectors:
+            z += float(get_encoder().encode(text) @ vectors["vector_weights"])
+        for name, context in CONTEXT_VECTORS.items():
+            said = context(history) if name in vectors else None
+            if said:
+                z += float(get_encoder().encode(said, depth=0) @ vectors[name])
         return _sigmoid(z)
 
     @functools.cached_property
-    def _vectors(self) -> tuple[Any, Any]:
+    def _vectors(self) -> dict[str, Any]:
+        """The non-empty vector weights as float32 arrays, by field name."""
         import numpy as np
 
-        return (
-            np.asarray(self.vector_weights, dtype=np.float32),
-            np.asarray(self.question_weights, dtype=np.float32),
-        )
+        fields = {name: getattr(self, name) for name in VECTOR_FIELDS}
+        return {k: np.asarray(v, dtype=np.float32) for k, v in fields.items() if v}
 
     def to_json(self) -> str:
         body = {
             "bias": round(self.bias, 5),
             "threshold": self.threshold,
             "meta": self.meta,
-            "vector_weights": [round(v, 5) for v in self.vector_weights],
-            "question_weights": [round(v, 5) for v in self.question_weights],
+            **{name: [round(v, 5) for v in getattr(self, name)] for name in VECTOR_FIELDS},
             "weights": {k: round(v, 4) for k, v in sorted(self.weights.items()) if abs(v) >= 1e-3},
         }
         return json.dumps(body, indent=0, sort_keys=False, ensure_ascii=False)
@@ -304,9 +322,7 @@ class RoutingModel:
     @classmethod
     def load(cls, path: Path = WEIGHTS_PATH) -> RoutingModel:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        vectors = {
-            k: [float(v) for v in raw.get(k, [])] for k in ("vector_weights", "question_weights")
-        }
+        vectors = {name: [float(v) for v in raw.get(name, [])] for name in VECTOR_FIELDS}
         for name, values in vectors.items():
             if len(values) not in (0, DIM):
                 raise ValueError(f"{path}: {len(values)} {name}, the encoder has {DIM} dimensions")
@@ -395,24 +411,25 @@ def train(
     rows = list(rows)
     feats = [conversation_features(str(r["text"]), turns(r.get("history"))) for r in rows]
     encoder = get_encoder()
-    no_question = np.zeros(DIM, dtype=np.float32)
-    questions = [coach_question(turns(r.get("history"))) for r in rows]
-    vectors = VECTOR_SCALE * np.hstack(
-        [
-            np.array([encoder.encode(str(r["text"])) for r in rows]),
-            np.array([encoder.encode(q, depth=0) if q else no_question for q in questions]),
-        ]
-    )
+    nothing = np.zeros(DIM, dtype=np.float32)
+    histories = [turns(r.get("history")) for r in rows]
+    blocks = [np.array([encoder.encode(str(r["text"])) for r in rows])]
+    for context in CONTEXT_VECTORS.values():
+        said = [context(history) for history in histories]
+        blocks.append(np.array([encoder.encode(t, depth=0) if t else nothing for t in said]))
+    vectors = VECTOR_SCALE * np.hstack(blocks)
     bias, weights, scaled = fit(feats, [str(r["label"]) for r in rows], vectors=vectors, l2=l2)
-    vector_weights = [VECTOR_SCALE * x for x in scaled[:DIM]]
-    question_weights = [VECTOR_SCALE * x for x in scaled[DIM:]]
+    by_field: dict[str, Any] = {
+        name: [VECTOR_SCALE * x for x in scaled[i * DIM : (i + 1) * DIM]]
+        for i, name in enumerate(VECTOR_FIELDS)
+    }
     coaching = [r for r in calibration if r["label"] != SMALL_TALK_LABEL]
     if not coaching:
         raise ValueError("calibration rows hold no coaching message: no threshold to set")
     by_rules = [rule_route(r) for r in coaching]
     rule_misses = sum(route == SMALL_TALK_LABEL for route in by_rules)
     allowed = max(0, int(budget * len(coaching)) - rule_misses)
-    fitted = RoutingModel(bias, weights, 1.0, {}, vector_weights, question_weights)
+    fitted = RoutingModel(bias, weights, threshold=1.0, **by_field)
     model_decides = sorted(
         (
             fitted.p_small_talk(str(r["text"]), turns(r.get("history")))
@@ -436,4 +453,4 @@ def train(
         "calibration_allowed_model_misses": allowed,
         "calibration_top_coaching_p": [round(p, 4) for p in model_decides[: allowed + 3]],
     }
-    return RoutingModel(bias, weights, threshold, meta, vector_weights, question_weights)
+    return RoutingModel(bias, weights, threshold, meta, **by_field)
