@@ -1,7 +1,8 @@
 """Which model answers: `small_talk` goes to the cheap model, `coaching` to the capable one.
 
 Local and fast (no network, no LLM; 1.5-3 ms, most of it the sentence vector). Rules first,
-then a small trained model (``routing_model``) that sees the message and the coach's last turn:
+then a small trained model (``routing_model``) that sees the message, the coach's last turn
+and the member's previous message:
 
 1. Pure social messages (greetings, thanks, goodbyes, in a few languages and in texting
    shorthand) are small talk, even in the middle of a coaching thread - unless the word picks
