@@ -410,10 +410,10 @@ def train(
     import numpy as np
 
     rows = list(rows)
-    feats = [conversation_features(str(r["text"]), turns(r.get("history"))) for r in rows]
+    histories = [turns(r.get("history")) for r in rows]
+    feats = [conversation_features(str(r["text"]), h) for r, h in zip(rows, histories, strict=True)]
     encoder = get_encoder()
     nothing = np.zeros(DIM, dtype=np.float32)
-    histories = [turns(r.get("history")) for r in rows]
     blocks = [np.array([encoder.encode(str(r["text"])) for r in rows])]
     for context in CONTEXT_VECTORS.values():
         said = [context(history) for history in histories]
