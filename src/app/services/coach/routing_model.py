@@ -1,10 +1,10 @@
 """A small conversation-aware text classifier for routing: logistic regression over the
 member's message (word and character n-grams, shape flags, topic lexicons, and a sentence
-vector from the first layer of MiniLM, see ``encoder``) and the conversation: the coach's
-last turn (its words, whether it asked a question and about what) and, as the mean of their
-token embeddings, the coach's question and the member's previous message.
+vector, the mean of MiniLM's token embeddings, see ``encoder``) and the conversation: the
+coach's last turn (its words, whether it asked a question and about what) and, as the mean of
+their token embeddings, the coach's question and the member's previous message.
 
-At inference a dict lookup per feature plus one small forward pass (1.5-3 ms); numpy to
+At inference a dict lookup per feature plus three embedding means (p99 1.2-2 ms); numpy to
 train. Trained offline by ``python -m app coach train-router`` on the shipped labelled set
 (``app/data/routing/train.jsonl``), its threshold set on ``calibration.jsonl``; the weights
 ship as ``app/data/routing_model.json``."""

@@ -114,7 +114,7 @@ class CoachService:
         messages: list[dict[str, Any]] = []
         try:
             summary, _, turns = await self.store.context(reply.conversation_id, reply.reply_to)
-            # 1.5-3 ms of numpy (the sentence encoder), off the event loop
+            # about a millisecond of numpy and tokenizer (which holds the GIL), off the event loop
             text = turns[-1].content if turns else ""
             decision = await anyio.to_thread.run_sync(classify, turns[:-1], text)
             model = self._model_for(decision)
