@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     actions = coach.add_subparsers(dest="coach_command", required=True)
 
     route = actions.add_parser(
-        "route", help='JSON lines {"history","text"} on stdin -> {"route","model"} per line'
+        "route",
+        help='JSON lines {"history","text"} (optionally "challenges": active challenge titles) '
+        'on stdin -> {"route","model"} per line',
     )
     route.add_argument("--reason", action="store_true", help="also print the reason")
     route.set_defaults(func=_route)
@@ -67,6 +69,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 def _route(args: argparse.Namespace) -> int:
     from app.services.coach.prompt import turns
     from app.services.coach.routing import COACHING, classify
+    from app.services.coach.routing_model import challenges_of
     from app.settings import get_settings
 
     settings = get_settings()
@@ -75,7 +78,8 @@ def _route(args: argparse.Namespace) -> int:
         if not line.strip():
             continue
         item = json.loads(line)
-        decision = classify(turns(item.get("history")), str(item.get("text", "")))
+        history, text = turns(item.get("history")), str(item.get("text", ""))
+        decision = classify(history, text, challenges_of(item))
         out = {
             "route": decision.route,
             "model": models.get(decision.route, settings.small_talk_model),
@@ -128,6 +132,7 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from app.services.coach.prompt import turns
     from app.services.coach.routing import classify, evaluate, warm_up
+    from app.services.coach.routing_model import challenges_of
 
     rows = _read_jsonl(args.data)
     warm_up()  # weights and sentence encoder loaded before timing
@@ -135,7 +140,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     for row in rows:
         history = turns(row.get("history"))
         started, started_cpu = time.perf_counter(), time.process_time()
-        decision = classify(history, str(row["text"]))
+        decision = classify(history, str(row["text"]), challenges_of(row))
         timings.append((time.perf_counter() - started) * 1000)
         cpu.append((time.process_time() - started_cpu) * 1000)
         if args.errors and decision.route != row["label"]:

@@ -18,6 +18,7 @@ from app.db.models import Conversation, LlmCall, Message, User
 from app.services.coach.events import Done
 from app.services.coach.limits import ChatRateLimiter
 from app.services.coach.memory import MemoryKeeper
+from app.services.coach.prompt import Member
 from app.services.coach.service import CoachService
 from app.services.coach.store import CoachStore
 from app.services.llm import Completion, LLMGateway, StreamEvent, TokenDelta
@@ -121,8 +122,8 @@ def build(
     gateway = ScriptedGateway(settings)
     keeper = MemoryKeeper(sessions, gateway, settings)
 
-    async def profile(_: int) -> str:
-        return 'name: "Mem"'
+    async def profile(_: int) -> Member:
+        return Member('name: "Mem"')
 
     service = CoachService(
         store=CoachStore(sessions),

@@ -62,3 +62,25 @@ def test_a_roomy_budget_keeps_exactly_the_last_n_turns(history: list[Turn], wind
         count_tokens=count,
     )
     assert [m["content"] for m in messages[1:]] == [t.content for t in history[-window:]]
+
+
+def test_the_member_carries_the_titles_of_active_challenges_for_the_router() -> None:
+    from app.services.coach.prompt import member
+    from app.services.views import Membership
+
+    def joined(title: str, completed: bool) -> Membership:
+        return Membership(
+            challenge_id=len(title),
+            title=title,
+            category="fitness",
+            duration_days=30,
+            check_ins=3,
+            streak=2,
+            checked_in_today=False,
+            completed=completed,
+        )
+
+    known = member("Ana", None, [joined("Run a 5k", False), joined("Plank month", True)])
+    assert known.challenges == ("Run a 5k",)
+    assert '"Run a 5k"' in known.profile
+    assert "completed challenges: 1" in known.profile

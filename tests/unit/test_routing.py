@@ -103,9 +103,10 @@ def _rows(name: str) -> list[dict[str, object]]:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="held-out v20 + v21 (840 rows by two separate sessions that never saw the router or "
-    "its data, each scored once): accuracy 86.8 % (v20 90.0 %, v21 83.6 %); the misses are "
-    "mostly small talk sent to the capable model (issue 5 open)",
+    reason="held-out c-held-1 + c-held-2 (840 rows with the member's active challenges, by two "
+    "separate sessions that never saw the router or its data, scored once): accuracy 79.0 % "
+    "(76.9 % and 81.2 %); the misses are mostly small talk sent to the capable model (issue 5 "
+    "open)",
 )
 def test_heldout_accuracy_target() -> None:
     result = evaluate(_rows("heldout"))
@@ -113,25 +114,19 @@ def test_heldout_accuracy_target() -> None:
     assert result["accuracy"] >= 0.95
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="held-out v20 + v21, each scored once: 5 of 440 coaching messages sent cheap (1.1 %; "
-    "v20 1 of 220, v21 4 of 220): reports and answers about a challenge's subject phrased "
-    "socially ('milanesas, my grandma's recipe' to 'what's your favourite thing you've cooked so "
-    "far this month?'; 'ran at 6am to beat the heat, 4 miles') (issue 5 open)",
-)
 def test_heldout_expensive_mistakes_target() -> None:
-    """At most 1 % of coaching messages sent to the cheap model."""
+    """At most 1 % of coaching messages sent to the cheap model (c-held-1 + c-held-2: 3 of 436;
+    the router before it, which did not read the member's challenges, sent 21 of 436)."""
     assert evaluate(_rows("heldout"))["coaching_to_small_talk"] <= 0.01
 
 
 def test_the_calibration_split_holds_the_budget_its_threshold_was_set_for() -> None:
-    """Calibration rows (6,669 by sixteen writers, never fitted on) set the threshold at 0.5 % of
-    their coaching rows sent cheap (the shipped model: 86.4 %, 18 of 3,612)."""
+    """Calibration rows (8,769 by twenty-one writers, never fitted on) set the threshold at 0.5 %
+    of their coaching rows sent cheap (the shipped model: 82.9 %, 23 of 4,705)."""
     result = evaluate(_rows("calibration"))
     assert result["n"] >= 1000
     assert result["coaching_to_small_talk"] <= 0.005
-    assert result["accuracy"] >= 0.86
+    assert result["accuracy"] >= 0.82
 
 
 def test_the_threshold_allows_the_budget_counting_rule_misses_first() -> None:
@@ -183,6 +178,7 @@ def test_route_command_answers_one_line_per_input_in_order() -> None:
             "text": "mondays",
         },
         {"history": [], "text": "How do I stop snoozing?"},
+        {"history": [], "text": "thanks!", "challenges": ["Run a 5k"]},
     ]
     out = subprocess.run(
         [sys.executable, "-m", "app", "coach", "route"],
@@ -193,7 +189,7 @@ def test_route_command_answers_one_line_per_input_in_order() -> None:
         timeout=60,
     ).stdout.splitlines()
     got = [json.loads(line) for line in out]
-    assert [g["route"] for g in got] == [SMALL_TALK, COACHING, COACHING]
+    assert [g["route"] for g in got] == [SMALL_TALK, COACHING, COACHING, SMALL_TALK]
     assert all(set(g) == {"route", "model"} for g in got)
 
 
@@ -276,7 +272,7 @@ def test_the_shipped_weights_are_what_the_shipped_data_trains() -> None:
     assert max(abs(model.weights.get(f, 0) - shipped.weights.get(f, 0)) for f in features) < 2e-3
     assert len(model.vector_weights) == len(shipped.vector_weights) == 384
     assert model.vector_weights == pytest.approx(shipped.vector_weights, abs=2e-3)
-    for name in ("question_weights", "previous_weights"):
+    for name in ("question_weights", "previous_weights", "challenge_weights"):
         assert len(getattr(model, name)) == len(getattr(shipped, name)) == 384
         assert getattr(model, name) == pytest.approx(getattr(shipped, name), abs=2e-3)
 
@@ -369,3 +365,38 @@ def test_without_the_sentence_encoder_the_model_step_routes_coaching(
     assert decision.route == COACHING
     assert "encoder" in decision.reason
     assert classify([], "hello").route == SMALL_TALK  # the rules still decide what they can
+
+
+COOKED = [Turn("assistant", "Welcome back! What did you make this week?")]
+
+
+def test_the_members_challenges_move_a_socially_phrased_answer_towards_coaching() -> None:
+    """The same answer about food is about the member's habit in a cook-at-home challenge and
+    chit-chat from a member whose challenge is running."""
+    from app.services.coach.routing import model
+
+    text = "a big pot of dal with my mum's recipe, so good"
+    cooking = model().p_small_talk(text, COOKED, ["Cook dinner at home, 30 days"])
+    running = model().p_small_talk(text, COOKED, ["Run a 5k"])
+    assert cooking < running
+
+
+def test_challenge_features_read_titles_words_and_closeness() -> None:
+    from app.services.coach.routing_model import challenge_features, shares_a_word
+
+    assert challenge_features("we cooked a curry", COOKED, []) == []
+    feats = challenge_features("we cooked a curry", COOKED, ["Cook dinner at home"])
+    assert {"ch:known", "ch:word", "ch:sim>=0.1"} <= set(feats)
+    assert "ch:word" not in challenge_features("we had a curry", [], ["Run a 5k"])
+    assert shares_a_word("the gardening went well", {"garden"})
+    assert not shares_a_word("30 days of it", {"days"})  # too short or generic: no match
+
+
+@pytest.mark.parametrize("bad", ["Run a 5k", [1, 2], {"title": "Run"}])
+def test_challenges_must_be_a_list_of_titles(bad: object) -> None:
+    from app.services.coach.routing_model import challenges_of
+
+    with pytest.raises(ValueError, match="list of challenge titles"):
+        challenges_of({"text": "hi", "challenges": bad})
+    assert challenges_of({"text": "hi"}) == ()
+    assert challenges_of({"text": "hi", "challenges": ["Run a 5k"]}) == ("Run a 5k",)

@@ -28,7 +28,7 @@ from app.db.models import Base, LlmCall, User
 from app.services.coach.events import Done, Failed
 from app.services.coach.limits import ChatRateLimiter
 from app.services.coach.memory import MemoryKeeper
-from app.services.coach.prompt import system_message
+from app.services.coach.prompt import Member, system_message
 from app.services.coach.routing import COACHING
 from app.services.coach.service import CoachService
 from app.services.coach.store import CoachStore
@@ -43,6 +43,7 @@ BENCH_PROFILE = (
     'challenge: "Run a 5k" (fitness), streak 6 days, 9/30 check-ins, done today\n'
     'challenge: "Read 10 pages a day" (learning), streak 2 days, 4/21 check-ins, not yet today'
 )
+BENCH_CHALLENGES = ("Run a 5k", "Read 10 pages a day")
 
 
 @dataclass
@@ -209,8 +210,8 @@ class Bench:
         return tally, routes
 
 
-async def _fixed_profile(user_id: int) -> str:
-    return BENCH_PROFILE
+async def _fixed_profile(user_id: int) -> Member:
+    return Member(BENCH_PROFILE, BENCH_CHALLENGES)
 
 
 async def run(

@@ -9,7 +9,7 @@ from app.services.cache import CacheService
 from app.services.challenges import ChallengeService
 from app.services.coach.limits import ChatRateLimiter
 from app.services.coach.memory import keeper_for
-from app.services.coach.prompt import profile
+from app.services.coach.prompt import Member, member
 from app.services.coach.service import CoachService, ProfileLoader
 from app.services.coach.store import CoachStore
 from app.services.errors import NotFoundError
@@ -21,7 +21,7 @@ from app.settings import Settings
 def profile_loader(
     sessions: async_sessionmaker[AsyncSession], cache: CacheService
 ) -> ProfileLoader:
-    async def load(user_id: int) -> str:
+    async def load(user_id: int) -> Member:
         async with sessions() as session:
             memberships = await ChallengeService(session, cache).memberships(user_id)
             try:
@@ -29,7 +29,7 @@ def profile_loader(
             except NotFoundError:
                 reputation = None
         name = reputation.display_name if reputation else "member"
-        return profile(name, reputation, memberships)
+        return member(name, reputation, memberships)
 
     return load
 

@@ -29,6 +29,15 @@ MAX_PROFILE_CHALLENGES = 8
 
 
 @dataclass(frozen=True)
+class Member:
+    """What the coach knows of the member: the profile block of the system prompt, and the
+    titles of their active challenges (the router reads those)."""
+
+    profile: str
+    challenges: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Turn:
     role: str  # "user" | "assistant"
     content: str
@@ -44,6 +53,11 @@ def quoted(text: str, limit: int = 200) -> str:
     are escaped too (still valid JSON), so no text can close or reopen <member_data>."""
     literal = json.dumps(text[:limit], ensure_ascii=False)
     return literal.replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def member(name: str, reputation: Reputation | None, memberships: Sequence[Membership]) -> Member:
+    active = [m.title for m in memberships if not m.completed][:MAX_PROFILE_CHALLENGES]
+    return Member(profile(name, reputation, memberships), tuple(active))
 
 
 def profile(name: str, reputation: Reputation | None, memberships: Sequence[Membership]) -> str:

@@ -17,7 +17,7 @@ from app.db.models import Message
 from app.services.coach.events import CoachEvent, Done, Failed, Token
 from app.services.coach.guard import RULE_SPANS, LeakGuard
 from app.services.coach.limits import ChatRateLimiter
-from app.services.coach.prompt import build_prompt
+from app.services.coach.prompt import Member, build_prompt
 from app.services.coach.routing import COACHING, RouteDecision, classify
 from app.services.coach.store import CoachStore
 from app.services.coach.views import DoneEvent, PostedMessage
@@ -26,7 +26,7 @@ from app.services.llm import Completion, LLMGateway, LLMUnavailable, TokenDelta
 from app.services.llm.gateway import record_usage
 from app.settings import Settings
 
-ProfileLoader = Callable[[int], Awaitable[str]]
+ProfileLoader = Callable[[int], Awaitable[Member]]
 log = structlog.get_logger("app.coach")
 UNAVAILABLE = "The coach could not answer right now. Please try again in a minute."
 
@@ -114,13 +114,14 @@ class CoachService:
         messages: list[dict[str, Any]] = []
         try:
             summary, _, turns = await self.store.context(reply.conversation_id, reply.reply_to)
+            member = await self.profile(user_id)  # the router reads its challenges
             # about a millisecond of numpy and tokenizer (which holds the GIL), off the event loop
             text = turns[-1].content if turns else ""
-            decision = await anyio.to_thread.run_sync(classify, turns[:-1], text)
+            decision = await anyio.to_thread.run_sync(classify, turns[:-1], text, member.challenges)
             model = self._model_for(decision)
             await self.gateway.ensure_loaded()  # never import litellm on the event loop
             messages = build_prompt(
-                member_profile=await self.profile(user_id),
+                member_profile=member.profile,
                 summary=summary,
                 history=turns,
                 window=self.settings.coach_window_turns,
