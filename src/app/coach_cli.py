@@ -74,12 +74,19 @@ def _route(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     models = {COACHING: settings.coach_model}
-    for line in sys.stdin:
+    for number, line in enumerate(sys.stdin, start=1):
         if not line.strip():
             continue
-        item = json.loads(line)
+        try:
+            item = json.loads(line)
+            if not isinstance(item, dict):
+                raise ValueError("each line must be a JSON object")
+            challenges = challenges_of(item)
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            print(f"coach route: line {number}: {exc}", file=sys.stderr)
+            return 2
         history, text = turns(item.get("history")), str(item.get("text", ""))
-        decision = classify(history, text, challenges_of(item))
+        decision = classify(history, text, challenges)
         out = {
             "route": decision.route,
             "model": models.get(decision.route, settings.small_talk_model),

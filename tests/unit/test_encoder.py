@@ -33,6 +33,8 @@ def test_matches_the_reference_implementation() -> None:
 
 
 def test_depth_stops_after_that_many_layers() -> None:
+    one, two = (SentenceEncoder(find_model_dir(), layers=n) for n in (1, 2))
+    assert one.encode(QUESTION) == pytest.approx(two.encode(QUESTION, depth=1), abs=1e-6)
     deeper = SentenceEncoder(find_model_dir(), layers=LAYERS + 1)
     shipped = get_encoder()
     assert shipped.encode(QUESTION) == pytest.approx(

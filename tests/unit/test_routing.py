@@ -193,6 +193,38 @@ def test_route_command_answers_one_line_per_input_in_order() -> None:
     assert all(set(g) == {"route", "model"} for g in got)
 
 
+def _route_command(lines: list[str], *options: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", "coach", "route", *options],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_route_command_passes_the_members_challenges_to_the_model() -> None:
+    asked = [{"role": "assistant", "content": "What did you make this week?"}]
+    row = {"history": asked, "text": "lasagna, first time making it"}
+    cooking = {**row, "challenges": ["Cook dinner at home, 30 days"]}
+    done = _route_command([json.dumps(row), json.dumps(cooking)], "--reason")
+    assert done.returncode == 0, done.stderr
+    plain, with_challenge = (json.loads(line)["reason"] for line in done.stdout.splitlines())
+    assert plain.startswith("model:") and with_challenge.startswith("model:")
+    assert plain != with_challenge  # the title moved P(small_talk)
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [('{"text": "hi", "challenges": "Run a 5k"}', "list of challenge titles"), ("{oops", "line 2")],
+)
+def test_route_command_names_the_bad_line(line: str, problem: str) -> None:
+    done = _route_command(['{"text": "hi"}', line])
+    assert done.returncode == 2
+    assert problem in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize("text", ["haha yes", "lol ok", "good idea", "sounds good"])
 def test_agreeing_with_the_coachs_plan_is_coaching(text: str) -> None:
     assert classify(PLAN, text).route == COACHING
@@ -282,6 +314,17 @@ def test_weights_trained_on_another_encoder_depth_are_refused(tmp_path: Path) ->
 
     raw = json.loads(WEIGHTS_PATH.read_text())
     raw["meta"]["encoder_layers"] = 2
+    stale = tmp_path / "weights.json"
+    stale.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="retrain"):
+        RoutingModel.load(stale)
+
+
+def test_weights_with_challenge_vectors_scaled_otherwise_are_refused(tmp_path: Path) -> None:
+    from app.services.coach.routing_model import WEIGHTS_PATH, RoutingModel
+
+    raw = json.loads(WEIGHTS_PATH.read_text())
+    raw["meta"]["challenge_product_scale"] = 1.0
     stale = tmp_path / "weights.json"
     stale.write_text(json.dumps(raw))
     with pytest.raises(ValueError, match="retrain"):
@@ -384,15 +427,26 @@ def test_the_members_challenges_move_a_socially_phrased_answer_towards_coaching(
 def test_challenge_features_read_titles_words_and_closeness() -> None:
     from app.services.coach.routing_model import challenge_features, shares_a_word
 
+    def steps(text: str, title: str) -> int:
+        feats = challenge_features(text, COOKED, [title])
+        return sum(f.startswith("ch:sim>=") for f in feats)
+
     assert challenge_features("we cooked a curry", COOKED, []) == []
     feats = challenge_features("we cooked a curry", COOKED, ["Cook dinner at home"])
-    assert {"ch:known", "ch:word", "ch:sim>=0.1"} <= set(feats)
+    assert {"ch:known", "ch:word"} <= set(feats)
     assert "ch:word" not in challenge_features("we had a curry", [], ["Run a 5k"])
+    # closeness: the cooking title is nearer a cooking report than the running one or "thanks"
+    assert steps("we cooked a curry", "Cook dinner at home") > steps(
+        "we cooked a curry", "Run a 5k"
+    )
+    assert steps("we cooked a curry", "Cook dinner at home") > steps(
+        "thanks!", "Cook dinner at home"
+    )
     assert shares_a_word("the gardening went well", {"garden"})
     assert not shares_a_word("30 days of it", {"days"})  # too short or generic: no match
 
 
-@pytest.mark.parametrize("bad", ["Run a 5k", [1, 2], {"title": "Run"}])
+@pytest.mark.parametrize("bad", ["Run a 5k", [1, 2], {"title": "Run"}, {}, "", 0, False])
 def test_challenges_must_be_a_list_of_titles(bad: object) -> None:
     from app.services.coach.routing_model import challenges_of
 

@@ -171,7 +171,7 @@ def _layer_norm(x: Any, weight_bias: tuple[Any, Any]) -> Any:
 
 
 def _gelu(x: Any) -> Any:
-    """GELU in its tanh form (numpy has no erf; the router is trained on these same vectors)."""
+    """GELU in its tanh form (numpy has no erf; a router trained on layers sees these vectors)."""
     import numpy as np
 
     return 0.5 * x * (1.0 + np.tanh(0.7978845608 * (x + 0.044715 * x * x * x)))
@@ -194,10 +194,11 @@ def get_encoder() -> SentenceEncoder:
 
 
 def _single_threaded_blas() -> None:
-    """A 32x384 matrix product is too small to share: a second BLAS thread doubles the CPU
-    spent for a quarter less wall time, and under load it waits for the core the web server or
-    llama.cpp needs (p50 6.7 ms vs 3.3 ms on a loaded 2-core box). The app's only other numpy
-    use is offline training."""
+    """A layer's 32x384 matrix products (when LAYERS > 0) are too small to share: a second BLAS
+    thread doubled the CPU spent for a quarter less wall time, and under load it waits for the
+    core the web server or llama.cpp needs (p50 6.7 ms vs 3.3 ms on a loaded 2-core box). With
+    no layer the router's products are 384-long dot products. The app's only other numpy use
+    is offline training."""
     import numpy  # noqa: F401  (threadpoolctl only sees the BLAS of loaded libraries)
     from threadpoolctl import threadpool_limits
 

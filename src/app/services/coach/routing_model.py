@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.services.coach.encoder import DIM, LAYERS, get_encoder
+from app.services.coach.encoder import DIM, LAYERS, MAX_CHARS, get_encoder
 from app.services.coach.prompt import turns
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
@@ -293,17 +293,29 @@ def shares_a_word(text: str, title_words: set[str]) -> bool:
     )
 
 
-@functools.lru_cache(maxsize=512)
-def embedding_mean(text: str) -> Any:
-    """The mean of a text's token embeddings (encoder depth 0), cached: a member's challenge
-    titles come back with every message."""
-    return get_encoder().encode(text, depth=0)
+def _read_only_mean(text: str) -> Any:
+    vector = get_encoder().encode(text, depth=0)
+    vector.setflags(write=False)  # shared by every caller of the caches below
+    return vector
+
+
+# Titles come back with every message of their members; a message and the coach's question
+# are read two or three times within one decision. Two caches, so that messages never push
+# the titles out and member text is not kept beyond the last few decisions.
+_title_mean = functools.lru_cache(maxsize=512)(_read_only_mean)
+_recent_mean = functools.lru_cache(maxsize=16)(_read_only_mean)
+
+
+def embedding_mean(text: str, *, title: bool = False) -> Any:
+    """The mean of a text's token embeddings (encoder depth 0), read-only and cached."""
+    return _title_mean(text) if title else _recent_mean(text[:MAX_CHARS])
 
 
 def challenges_of(row: Mapping[str, Any]) -> tuple[str, ...]:
     """The active challenges' titles of a JSON row (``"challenges": ["Run a 5k", ...]``; absent
     or null: none known). Anything but a list of strings is refused."""
-    raw = row.get("challenges") or []
+    raw = row.get("challenges")
+    raw = [] if raw is None else raw
     if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
         raise ValueError('"challenges" must be a list of challenge titles (strings)')
     return tuple(raw)
@@ -320,7 +332,7 @@ def challenge_features(text: str, history: Sequence[Any], challenges: Sequence[s
         return []
     feats = ["ch:known"]
     title_words = set().union(*(_content_words(t) for t in titles))
-    title_vectors = [embedding_mean(t) for t in titles]
+    title_vectors = [embedding_mean(t, title=True) for t in titles]
     for prefix, said in (("", text), ("q", coach_question(history))):
         if not said:
             continue
@@ -345,7 +357,9 @@ def challenge_vector(text: str, challenges: Sequence[str]) -> Any | None:
     if not titles:
         return None
     said = embedding_mean(text)
-    closest = max((embedding_mean(t) for t in titles), key=lambda title: float(said @ title))
+    closest = max(
+        (embedding_mean(t, title=True) for t in titles), key=lambda title: float(said @ title)
+    )
     return CHALLENGE_PRODUCT_SCALE * said * closest
 
 
@@ -426,6 +440,12 @@ class RoutingModel:
             raise ValueError(
                 f"{path}: trained on {meta.get('encoder_layers')} encoder layers, the encoder runs "
                 f"{LAYERS}: retrain with `python -m app coach train-router`"
+            )
+        scale = meta.get("challenge_product_scale")
+        if vectors["challenge_weights"] and scale != CHALLENGE_PRODUCT_SCALE:
+            raise ValueError(
+                f"{path}: trained with challenge vectors scaled by {scale}, the router scales them "
+                f"by {CHALLENGE_PRODUCT_SCALE}: retrain with `python -m app coach train-router`"
             )
         return cls(
             bias=float(raw["bias"]),
@@ -517,6 +537,7 @@ def train(
         blocks.append(np.array([encoder.encode(t, depth=0) if t else nothing for t in said]))
     products = [challenge_vector(str(r["text"]), challenges_of(r)) for r in rows]
     blocks.append(np.array([nothing if p is None else p for p in products]))
+    assert len(blocks) == len(VECTOR_FIELDS), "one block of vectors per VECTOR_FIELDS entry"
     vectors = VECTOR_SCALE * np.hstack(blocks)
     bias, weights, scaled = fit(feats, [str(r["label"]) for r in rows], vectors=vectors, l2=l2)
     by_field: dict[str, Any] = {
@@ -545,6 +566,7 @@ def train(
         "l2": l2,
         "vector_scale": VECTOR_SCALE,
         "encoder_layers": LAYERS,
+        "challenge_product_scale": CHALLENGE_PRODUCT_SCALE,
         "budget": budget,
         "trained_on": len(rows),
         "calibration_rows": len(calibration),
