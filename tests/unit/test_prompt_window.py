@@ -84,3 +84,24 @@ def test_the_member_carries_the_titles_of_active_challenges_for_the_router() -> 
     assert known.challenges == ("Run a 5k",)
     assert '"Run a 5k"' in known.profile
     assert "completed challenges: 1" in known.profile
+
+
+async def test_a_database_timeout_leaves_the_coach_without_the_profile_not_broken() -> None:
+    """The profile is read after the answer's stream opened: a full pool must not break it."""
+    from typing import cast
+
+    from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from app.services.cache import CacheService
+    from app.services.coach.factory import profile_loader
+
+    def exhausted() -> AsyncSession:
+        raise PoolTimeoutError("QueuePool limit reached")
+
+    load = profile_loader(
+        cast(async_sessionmaker[AsyncSession], exhausted), cast(CacheService, None)
+    )
+    known = await load(7)
+    assert known.challenges == ()
+    assert known.profile == 'name: "member"'

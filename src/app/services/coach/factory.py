@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import structlog
 from litestar.stores.base import Store
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.services.cache import CacheService
@@ -17,17 +20,25 @@ from app.services.llm import LLMGateway
 from app.services.reputation import ReputationService
 from app.settings import Settings
 
+log = structlog.get_logger("app.coach")
+
 
 def profile_loader(
     sessions: async_sessionmaker[AsyncSession], cache: CacheService
 ) -> ProfileLoader:
     async def load(user_id: int) -> Member:
-        async with sessions() as session:
-            memberships = await ChallengeService(session, cache).memberships(user_id)
-            try:
-                reputation = await ReputationService(session, cache).for_user(user_id)
-            except NotFoundError:
-                reputation = None
+        try:
+            async with sessions() as session:
+                memberships = await ChallengeService(session, cache).memberships(user_id)
+                try:
+                    reputation = await ReputationService(session, cache).for_user(user_id)
+                except NotFoundError:
+                    reputation = None
+        except (PoolTimeoutError, DBAPIError) as exc:
+            # The answer's stream is already open: coach without the profile (and route
+            # without the challenges) rather than break it.
+            log.warning("member_profile_unavailable", error=type(exc).__name__, user_id=user_id)
+            return member("member", None, [])
         name = reputation.display_name if reputation else "member"
         return member(name, reputation, memberships)
 
