@@ -309,22 +309,18 @@ def test_the_shipped_weights_are_what_the_shipped_data_trains() -> None:
         assert getattr(model, name) == pytest.approx(getattr(shipped, name), abs=2e-3)
 
 
-def test_weights_trained_on_another_encoder_depth_are_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("key", "stale_value"),
+    [("encoder_layers", 2), ("challenge_product_scale", 1.0)],
+    ids=["another encoder depth", "challenge vectors scaled otherwise"],
+)
+def test_weights_trained_otherwise_are_refused(
+    tmp_path: Path, key: str, stale_value: float
+) -> None:
     from app.services.coach.routing_model import WEIGHTS_PATH, RoutingModel
 
     raw = json.loads(WEIGHTS_PATH.read_text())
-    raw["meta"]["encoder_layers"] = 2
-    stale = tmp_path / "weights.json"
-    stale.write_text(json.dumps(raw))
-    with pytest.raises(ValueError, match="retrain"):
-        RoutingModel.load(stale)
-
-
-def test_weights_with_challenge_vectors_scaled_otherwise_are_refused(tmp_path: Path) -> None:
-    from app.services.coach.routing_model import WEIGHTS_PATH, RoutingModel
-
-    raw = json.loads(WEIGHTS_PATH.read_text())
-    raw["meta"]["challenge_product_scale"] = 1.0
+    raw["meta"][key] = stale_value
     stale = tmp_path / "weights.json"
     stale.write_text(json.dumps(raw))
     with pytest.raises(ValueError, match="retrain"):

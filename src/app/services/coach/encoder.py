@@ -7,11 +7,11 @@ the six transformer layers (``LAYERS = 0``): the mean of the token embeddings (a
 routed as well as the first layer on split halves of the 5,829 calibration rows (87.6 % and
 46 coaching rows sent cheap, against 87.5 % and 49, three splits) and with each of the four
 newest writers' splits left out of calibration in turn (85.5 % against 85.4 %, 12 of 880
-cheap either way), and a layer costs 2.5-3 ms
-per message on this session's 2-core EPYC (1.3 ms on a Xeon), mostly reading its 7 MB of
-weights for a product of a few rows. Six layers routed no better than one either (91.1 %
-against 92.1 % with each writer's split left out of calibration in turn). The layer code stays,
-checked against transformers' own numbers, for ``encode(text, depth=...)`` and experiments.
+cheap either way), and a layer costs 2.5-3 ms per message on a 2-core EPYC (1.3 ms on a
+Xeon), mostly reading its 7 MB of weights for a product of a few rows. Six layers routed no
+better than one either (91.1 % against 92.1 % with each writer's split left out of calibration
+in turn). The layer code stays, checked against transformers' own numbers, for
+``encode(text, depth=...)`` and experiments.
 """
 
 from __future__ import annotations

@@ -55,16 +55,20 @@ def quoted(text: str, limit: int = 200) -> str:
     return literal.replace("<", "\\u003c").replace(">", "\\u003e")
 
 
+def _active(memberships: Sequence[Membership]) -> list[Membership]:
+    return [m for m in memberships if not m.completed][:MAX_PROFILE_CHALLENGES]
+
+
 def member(name: str, reputation: Reputation | None, memberships: Sequence[Membership]) -> Member:
-    active = [m.title for m in memberships if not m.completed][:MAX_PROFILE_CHALLENGES]
-    return Member(profile(name, reputation, memberships), tuple(active))
+    titles = tuple(m.title for m in _active(memberships))
+    return Member(profile(name, reputation, memberships), titles)
 
 
 def profile(name: str, reputation: Reputation | None, memberships: Sequence[Membership]) -> str:
     lines = [f"name: {quoted(name, 60)}"]
     if reputation is not None:
         lines.append(f"reputation: {reputation.points} points, rank {reputation.rank}")
-    active = [m for m in memberships if not m.completed][:MAX_PROFILE_CHALLENGES]
+    active = _active(memberships)
     done = [m for m in memberships if m.completed]
     for m in active:
         today = "done today" if m.checked_in_today else "not yet today"

@@ -311,6 +311,10 @@ def embedding_mean(text: str, *, title: bool = False) -> Any:
     return _title_mean(text) if title else _recent_mean(text[:MAX_CHARS])
 
 
+def _titles(challenges: Sequence[str]) -> list[str]:
+    return [t for t in challenges[:MAX_CHALLENGES] if t.strip()]
+
+
 def challenges_of(row: Mapping[str, Any]) -> tuple[str, ...]:
     """The active challenges' titles of a JSON row (``"challenges": ["Run a 5k", ...]``; absent
     or null: none known). Anything but a list of strings is refused."""
@@ -327,7 +331,7 @@ def challenge_features(text: str, history: Sequence[Any], challenges: Sequence[s
     closest title (cosine of embedding means, in cumulative steps). "chickpea curry from that
     recipe" is about the member's habit in a cook-at-home challenge, chit-chat in a running
     one. No challenges known (rows labelled without them): no features."""
-    titles = [t for t in challenges[:MAX_CHALLENGES] if t.strip()]
+    titles = _titles(challenges)
     if not titles:
         return []
     feats = ["ch:known"]
@@ -353,7 +357,7 @@ def challenge_vector(text: str, challenges: Sequence[str]) -> Any | None:
     """The message's embedding mean times that of the closest active challenge's title,
     component by component: the model learns which shared topics make a message about the
     member's habit. None when no challenge is known."""
-    titles = [t for t in challenges[:MAX_CHALLENGES] if t.strip()]
+    titles = _titles(challenges)
     if not titles:
         return None
     said = embedding_mean(text)
