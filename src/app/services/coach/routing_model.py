@@ -1,14 +1,15 @@
-"""A small conversation-aware text classifier for routing: logistic regression over the
-member's message (word and character n-grams, shape flags, topic lexicons, and a sentence
-vector, the mean of MiniLM's token embeddings, see ``encoder``) and the conversation: the
-coach's last turn (its words, whether it asked a question and about what) and, as the mean of
-their token embeddings, the coach's question and the member's previous message; and the titles
-of the member's active challenges (see ``challenge_features`` and ``challenge_vector``).
+"""A small conversation-aware text classifier for routing: logistic regression, with one
+small hidden layer over its vectors (see ``routing_fit``), over the member's message (word and
+character n-grams, shape flags, topic lexicons, and a sentence vector, the mean of MiniLM's
+token embeddings, see ``encoder``) and the conversation: the coach's last turn (its words,
+whether it asked a question and about what) and, as the mean of their token embeddings, the
+coach's question and the member's previous message; and the titles of the member's active
+challenges (see ``challenge_features`` and ``challenge_vector``).
 
-At inference a dict lookup per feature plus a few embedding means (p99 2.6-2.8 ms); numpy to
-train. Trained offline by ``python -m app coach train-router`` on the shipped labelled set
-(``app/data/routing/train.jsonl``), its threshold set on ``calibration.jsonl``; the weights
-ship as ``app/data/routing_model.json``."""
+At inference a dict lookup per feature, a few embedding means and a 64x1536 product (p99
+1.1 ms on held-out rows); numpy to train. Trained offline by ``python -m app coach
+train-router`` on the shipped labelled set (``app/data/routing/train.jsonl``), its threshold
+set on ``calibration.jsonl``; the weights ship as ``app/data/routing_model.json``."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from typing import Any
 
 from app.services.coach.encoder import DIM, LAYERS, MAX_CHARS, get_encoder
 from app.services.coach.prompt import turns
+from app.services.coach.routing_fit import EPOCHS, HIDDEN, fit
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 WEIGHTS_PATH = DATA_DIR / "routing_model.json"
@@ -367,6 +369,26 @@ def challenge_vector(text: str, challenges: Sequence[str]) -> Any | None:
     return CHALLENGE_PRODUCT_SCALE * said * closest
 
 
+def _zeros() -> Any:
+    import numpy as np
+
+    return np.zeros(DIM, dtype=np.float32)
+
+
+_NOTHING = functools.cache(_zeros)  # an absent vector, read as zeros by the hidden layer
+
+
+def model_vectors(text: str, history: Sequence[Any], challenges: Sequence[str]) -> list[Any]:
+    """The unscaled vectors the model reads, in VECTOR_FIELDS order, None where absent: the
+    message's sentence vector, the CONTEXT_VECTORS' turns and the challenge product."""
+    said = [context(history) for context in CONTEXT_VECTORS.values()]
+    return [
+        get_encoder().encode(text),
+        *(embedding_mean(t) if t else None for t in said),
+        challenge_vector(text, challenges),
+    ]
+
+
 def conversation_features(
     text: str, history: Sequence[Any], challenges: Sequence[str] = ()
 ) -> list[str]:
@@ -384,7 +406,8 @@ def _sigmoid(z: float) -> float:
 class RoutingModel:
     """P(small_talk | message, conversation) = sigmoid(bias + the features' weights + the
     message's sentence vector . vector_weights + for each of CONTEXT_VECTORS, its turn's
-    embedding mean . its weights + challenge_vector . challenge_weights)."""
+    embedding mean . its weights + challenge_vector . challenge_weights + the hidden layer's
+    output over the four vectors)."""
 
     bias: float
     weights: dict[str, float]
@@ -394,6 +417,10 @@ class RoutingModel:
     question_weights: list[float] = field(default_factory=list)  # see CONTEXT_VECTORS
     previous_weights: list[float] = field(default_factory=list)
     challenge_weights: list[float] = field(default_factory=list)  # see challenge_vector
+    # The hidden layer over the four vectors, concatenated in VECTOR_FIELDS order (see routing_fit)
+    hidden_weights: list[list[float]] = field(default_factory=list)
+    hidden_bias: list[float] = field(default_factory=list)
+    output_weights: list[float] = field(default_factory=list)
 
     def p_small_talk(
         self, text: str, history: Sequence[Any] = (), challenges: Sequence[str] = ()
@@ -401,18 +428,28 @@ class RoutingModel:
         w = self.weights
         feats = conversation_features(text, history, challenges)
         z = self.bias + sum(w.get(f, 0.0) for f in feats)
+        blocks = model_vectors(text, history, challenges)
         vectors = self._vectors
-        if "vector_weights" in vectors:
-            z += float(get_encoder().encode(text) @ vectors["vector_weights"])
-        for name, context in CONTEXT_VECTORS.items():
-            said = context(history) if name in vectors else None
-            if said:
-                z += float(embedding_mean(said) @ vectors[name])
-        if "challenge_weights" in vectors:
-            product = challenge_vector(text, challenges)
-            if product is not None:
-                z += float(product @ vectors["challenge_weights"])
+        for name, block in zip(VECTOR_FIELDS, blocks, strict=True):
+            if block is not None and name in vectors:
+                z += float(block @ vectors[name])
+        if self.hidden_weights:
+            import numpy as np
+
+            hidden, hidden_bias, output = self._hidden
+            x = np.concatenate([_NOTHING() if b is None else b for b in blocks])
+            z += float(np.maximum(hidden @ x + hidden_bias, 0.0) @ output)
         return _sigmoid(z)
+
+    @functools.cached_property
+    def _hidden(self) -> tuple[Any, Any, Any]:
+        import numpy as np
+
+        return (
+            np.asarray(self.hidden_weights, dtype=np.float32),
+            np.asarray(self.hidden_bias, dtype=np.float32),
+            np.asarray(self.output_weights, dtype=np.float32),
+        )
 
     @functools.cached_property
     def _vectors(self) -> dict[str, Any]:
@@ -428,6 +465,9 @@ class RoutingModel:
             "threshold": self.threshold,
             "meta": self.meta,
             **{name: [round(v, 5) for v in getattr(self, name)] for name in VECTOR_FIELDS},
+            "hidden_bias": [round(v, 5) for v in self.hidden_bias],
+            "output_weights": [round(v, 5) for v in self.output_weights],
+            "hidden_weights": [[round(v, 5) for v in row] for row in self.hidden_weights],
             "weights": {k: round(v, 4) for k, v in sorted(self.weights.items()) if abs(v) >= 1e-3},
         }
         return json.dumps(body, indent=0, sort_keys=False, ensure_ascii=False)
@@ -451,59 +491,27 @@ class RoutingModel:
                 f"{path}: trained with challenge vectors scaled by {scale}, the router scales them "
                 f"by {CHALLENGE_PRODUCT_SCALE}: retrain with `python -m app coach train-router`"
             )
+        hidden = [[float(v) for v in row] for row in raw.get("hidden_weights", [])]
+        hidden_bias = [float(v) for v in raw.get("hidden_bias", [])]
+        output = [float(v) for v in raw.get("output_weights", [])]
+        inputs = len(VECTOR_FIELDS) * DIM
+        if any(len(row) != inputs for row in hidden) or not (
+            len(hidden) == len(hidden_bias) == len(output)
+        ):
+            raise ValueError(
+                f"{path}: the hidden layer needs {inputs} inputs a unit and one bias and one "
+                "output weight a unit: retrain with `python -m app coach train-router`"
+            )
         return cls(
             bias=float(raw["bias"]),
             weights={str(k): float(v) for k, v in raw["weights"].items()},
             threshold=float(raw["threshold"]),
             meta=meta,
             **vectors,
+            hidden_weights=hidden,
+            hidden_bias=hidden_bias,
+            output_weights=output,
         )
-
-
-def fit(
-    rows: Sequence[list[str]],
-    labels: Sequence[str],
-    *,
-    vectors: Any = None,
-    l2: float = 2e-4,
-    epochs: int = 600,
-    lr: float = 0.05,
-) -> tuple[float, dict[str, float], list[float]]:
-    """Full-batch Adam on the L2-regularised mean logistic loss (numpy, offline; seconds for
-    thousands of rows). `rows` are the feature lists of the examples, `vectors` (optional)
-    a dense (rows, dims) array beside them. Returns the bias, the feature weights and the
-    vector weights."""
-    import numpy as np
-
-    vocab = sorted({f for feats in rows for f in feats})
-    index = {f: i for i, f in enumerate(vocab)}
-    # Sparse design matrix as (row, column) pairs of its ones: X @ w and X.T @ e are bincounts.
-    cols = np.array([index[f] for feats in rows for f in feats], dtype=np.int64)
-    row_of = np.repeat(np.arange(len(rows)), [len(feats) for feats in rows])
-    dense = np.zeros((len(rows), 0)) if vectors is None else np.asarray(vectors, dtype=np.float64)
-    dims = dense.shape[1]
-    y = np.array([1.0 if label == SMALL_TALK_LABEL else 0.0 for label in labels])
-    theta = np.zeros(len(vocab) + dims + 1)  # feature weights, vector weights, then the bias
-    m, v = np.zeros_like(theta), np.zeros_like(theta)
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
-    n = float(len(rows))
-    split = len(vocab)
-    for step in range(1, epochs + 1):
-        w, wv, b = theta[:split], theta[split:-1], theta[-1]
-        z = np.bincount(row_of, weights=w[cols], minlength=len(rows)) + dense @ wv + b
-        err = 1.0 / (1.0 + np.exp(-z)) - y
-        grad = np.concatenate(
-            [
-                np.bincount(cols, weights=err[row_of], minlength=len(vocab)) / n + l2 * w,
-                dense.T @ err / n + l2 * wv,
-                [err.mean()],
-            ]
-        )
-        m = beta1 * m + (1 - beta1) * grad
-        v = beta2 * v + (1 - beta2) * grad**2
-        theta -= lr * (m / (1 - beta1**step)) / (np.sqrt(v / (1 - beta2**step)) + eps)
-    weights = {f: float(theta[i]) for f, i in index.items()}
-    return float(theta[-1]), weights, [float(x) for x in theta[split:-1]]
 
 
 def train(
@@ -513,6 +521,8 @@ def train(
     rule_route: Callable[[dict[str, Any]], str | None],
     budget: float = 0.005,
     l2: float = 2e-4,
+    hidden: int = HIDDEN,
+    epochs: int = EPOCHS,
 ) -> RoutingModel:
     """Fit on every labelled row (with its conversation); pick the threshold on the
     `calibration` rows, which the model never saw: the lowest bar at which at most `budget`
@@ -533,31 +543,38 @@ def train(
         conversation_features(str(r["text"]), h, challenges_of(r))
         for r, h in zip(rows, histories, strict=True)
     ]
-    encoder = get_encoder()
-    nothing = np.zeros(DIM, dtype=np.float32)
-    blocks = [np.array([encoder.encode(str(r["text"])) for r in rows])]
-    for context in CONTEXT_VECTORS.values():
-        said = [context(history) for history in histories]
-        blocks.append(np.array([encoder.encode(t, depth=0) if t else nothing for t in said]))
-    products = [challenge_vector(str(r["text"]), challenges_of(r)) for r in rows]
-    blocks.append(np.array([nothing if p is None else p for p in products]))
-    assert len(blocks) == len(VECTOR_FIELDS), "one block of vectors per VECTOR_FIELDS entry"
-    vectors = VECTOR_SCALE * np.hstack(blocks)
-    bias, weights, scaled = fit(feats, [str(r["label"]) for r in rows], vectors=vectors, l2=l2)
+    vectors = VECTOR_SCALE * np.array(
+        [
+            np.concatenate(
+                [
+                    _NOTHING() if v is None else v
+                    for v in model_vectors(str(r["text"]), h, challenges_of(r))
+                ]
+            )
+            for r, h in zip(rows, histories, strict=True)
+        ]
+    )
+    labels = [r["label"] == SMALL_TALK_LABEL for r in rows]
+    fitted = fit(feats, labels, vectors=vectors, l2=l2, hidden=hidden, epochs=epochs)
+    # The vectors were scaled for the fit: the scale is folded into the weights that read them.
     by_field: dict[str, Any] = {
-        name: [VECTOR_SCALE * x for x in scaled[i * DIM : (i + 1) * DIM]]
+        name: [VECTOR_SCALE * x for x in fitted.vector_weights[i * DIM : (i + 1) * DIM]]
         for i, name in enumerate(VECTOR_FIELDS)
     }
+    by_field["hidden_weights"] = [[VECTOR_SCALE * x for x in row] for row in fitted.hidden_weights]
+    by_field["hidden_bias"] = fitted.hidden_bias
+    by_field["output_weights"] = fitted.output_weights
+    bias, weights = fitted.bias, fitted.weights
     coaching = [r for r in calibration if r["label"] != SMALL_TALK_LABEL]
     if not coaching:
         raise ValueError("calibration rows hold no coaching message: no threshold to set")
     by_rules = [rule_route(r) for r in coaching]
     rule_misses = sum(route == SMALL_TALK_LABEL for route in by_rules)
     allowed = max(0, int(budget * len(coaching)) - rule_misses)
-    fitted = RoutingModel(bias, weights, threshold=1.0, **by_field)
+    unbarred = RoutingModel(bias, weights, threshold=1.0, **by_field)
     model_decides = sorted(
         (
-            fitted.p_small_talk(str(r["text"]), turns(r.get("history")), challenges_of(r))
+            unbarred.p_small_talk(str(r["text"]), turns(r.get("history")), challenges_of(r))
             for r, route in zip(coaching, by_rules, strict=True)
             if route is None
         ),
@@ -568,6 +585,8 @@ def train(
     threshold = round(min(1.0, max(0.5, bar + 1e-4)), 4)  # 1.0: the model never routes cheap
     meta = {
         "l2": l2,
+        "hidden": hidden,
+        "epochs": epochs,
         "vector_scale": VECTOR_SCALE,
         "encoder_layers": LAYERS,
         "challenge_product_scale": CHALLENGE_PRODUCT_SCALE,
