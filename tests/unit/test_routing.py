@@ -161,6 +161,32 @@ def test_the_hidden_layer_learns_what_a_linear_model_cannot() -> None:
     assert ((z > 0) == np.array(small_talk)).all()
 
 
+def test_the_router_reads_what_the_fit_learnt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """p_small_talk (the vectors' scale folded into the weights, absent vectors as zeros, the
+    hidden layer) gives the fit's own forward pass over the inputs it was fitted on."""
+    import numpy as np
+
+    from app.services.coach import routing_fit, routing_model
+    from app.services.coach.routing import rule_route
+
+    seen: dict[str, Any] = {}
+
+    def recording_fit(rows: Any, labels: Any, **kwargs: Any) -> routing_fit.Fitted:
+        seen["rows"], seen["vectors"] = rows, kwargs["vectors"]
+        seen["fitted"] = routing_fit.fit(rows, labels, **kwargs)
+        return seen["fitted"]
+
+    monkeypatch.setattr(routing_model, "fit", recording_fit)
+    rows = _rows("train")[-600:]  # written with the member's challenges
+    model = train(rows, calibration=_rows("heldout"), rule_route=rule_route, epochs=3)
+    fitted, x = seen["fitted"], seen["vectors"]
+    hidden = np.maximum(x @ np.array(fitted.hidden_weights).T + fitted.hidden_bias, 0)
+    wide = [sum(fitted.weights[f] for f in feats) for feats in seen["rows"]]
+    z = fitted.bias + np.array(wide) + x @ fitted.vector_weights + hidden @ fitted.output_weights
+    read = [model.p_small_talk(str(r["text"]), turns(r["history"]), challenges_of(r)) for r in rows]
+    assert read == pytest.approx(1 / (1 + np.exp(-z)), abs=1e-5)
+
+
 def test_hardly_any_training_coaching_message_goes_cheap() -> None:
     """A regression guard: the rules and the fitted model on the rows they were fitted on."""
     assert evaluate(_rows("train"))["coaching_to_small_talk"] <= 0.005

@@ -66,7 +66,9 @@ def fit(
     lr: float = LEARNING_RATE,
 ) -> Fitted:
     """`rows` are the examples' feature lists, `labels` True for small talk, `vectors` a dense
-    (rows, dims) array. L2 (`l2`) on the wide weights, spread over the minibatches."""
+    (rows, dims) array. `l2` penalises the linear weights once an epoch in all: each minibatch
+    takes its BATCH / rows share, a light touch (fitted with none, the shipped weights move
+    about 4 % and the threshold from 0.9772 to 0.9777)."""
     import numpy as np
 
     rng = np.random.default_rng(SEED)
@@ -81,6 +83,8 @@ def fit(
     x_all = np.asarray(vectors, dtype=np.float64)
     y_all = np.asarray(labels, dtype=np.float64)
     dims = x_all.shape[1]
+    if not dims:
+        raise ValueError("fit needs at least one vector column")
     bound = 1.0 / np.sqrt(dims)  # torch's default init for a linear layer
     params = {
         "wide": np.zeros(pad + 1),
@@ -92,7 +96,7 @@ def fit(
     }
     adams = {name: _Adam(p.shape, lr) for name, p in params.items()}
     keep = 1.0 - DROPOUT
-    shrink = l2 * BATCH / n  # the L2 term's share per minibatch
+    shrink = l2 * BATCH / n  # this minibatch's share of the epoch's L2 step
     for _ in range(epochs):
         order = rng.permutation(n)
         for start in range(0, n, BATCH):

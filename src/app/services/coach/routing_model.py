@@ -369,21 +369,24 @@ def challenge_vector(text: str, challenges: Sequence[str]) -> Any | None:
     return CHALLENGE_PRODUCT_SCALE * said * closest
 
 
-def _zeros() -> Any:
+@functools.cache
+def _nothing() -> Any:
+    """An absent vector, read as zeros by the hidden layer (one shared, read-only array)."""
     import numpy as np
 
-    return np.zeros(DIM, dtype=np.float32)
-
-
-_NOTHING = functools.cache(_zeros)  # an absent vector, read as zeros by the hidden layer
+    zeros = np.zeros(DIM, dtype=np.float32)
+    zeros.setflags(write=False)
+    return zeros
 
 
 def model_vectors(text: str, history: Sequence[Any], challenges: Sequence[str]) -> list[Any]:
     """The unscaled vectors the model reads, in VECTOR_FIELDS order, None where absent: the
     message's sentence vector, the CONTEXT_VECTORS' turns and the challenge product."""
     said = [context(history) for context in CONTEXT_VECTORS.values()]
+    # With no layer the sentence vector is the embedding mean the challenge features read too.
+    message = embedding_mean(text) if LAYERS == 0 else get_encoder().encode(text)
     return [
-        get_encoder().encode(text),
+        message,
         *(embedding_mean(t) if t else None for t in said),
         challenge_vector(text, challenges),
     ]
@@ -428,8 +431,10 @@ class RoutingModel:
         w = self.weights
         feats = conversation_features(text, history, challenges)
         z = self.bias + sum(w.get(f, 0.0) for f in feats)
-        blocks = model_vectors(text, history, challenges)
         vectors = self._vectors
+        if not vectors and not self.hidden_weights:
+            return _sigmoid(z)
+        blocks = model_vectors(text, history, challenges)
         for name, block in zip(VECTOR_FIELDS, blocks, strict=True):
             if block is not None and name in vectors:
                 z += float(block @ vectors[name])
@@ -437,7 +442,7 @@ class RoutingModel:
             import numpy as np
 
             hidden, hidden_bias, output = self._hidden
-            x = np.concatenate([_NOTHING() if b is None else b for b in blocks])
+            x = np.concatenate([_nothing() if b is None else b for b in blocks])
             z += float(np.maximum(hidden @ x + hidden_bias, 0.0) @ output)
         return _sigmoid(z)
 
@@ -547,7 +552,7 @@ def train(
         [
             np.concatenate(
                 [
-                    _NOTHING() if v is None else v
+                    _nothing() if v is None else v
                     for v in model_vectors(str(r["text"]), h, challenges_of(r))
                 ]
             )
@@ -584,7 +589,7 @@ def train(
     bar = model_decides[allowed] if allowed < len(model_decides) else 0.5
     threshold = round(min(1.0, max(0.5, bar + 1e-4)), 4)  # 1.0: the model never routes cheap
     meta = {
-        "l2": l2,
+        "l2_per_epoch": l2,
         "hidden": hidden,
         "epochs": epochs,
         "vector_scale": VECTOR_SCALE,
