@@ -355,6 +355,18 @@ def test_the_shipped_weights_are_what_the_shipped_data_trains() -> None:
     assert model.output_weights == pytest.approx(shipped.output_weights, abs=2e-3)
 
 
+def _load_edited(tmp_path: Path, meta: dict[str, Any], **fields: object) -> None:
+    """Load the shipped weights with some top-level fields and meta entries replaced."""
+    from app.services.coach.routing_model import WEIGHTS_PATH, RoutingModel
+
+    raw = json.loads(WEIGHTS_PATH.read_text())
+    raw.update(fields)
+    raw["meta"].update(meta)
+    edited = tmp_path / "weights.json"
+    edited.write_text(json.dumps(raw))
+    RoutingModel.load(edited)
+
+
 @pytest.mark.parametrize(
     ("key", "stale_value"),
     [("encoder_layers", 2), ("challenge_product_scale", 1.0)],
@@ -363,14 +375,8 @@ def test_the_shipped_weights_are_what_the_shipped_data_trains() -> None:
 def test_weights_trained_otherwise_are_refused(
     tmp_path: Path, key: str, stale_value: float
 ) -> None:
-    from app.services.coach.routing_model import WEIGHTS_PATH, RoutingModel
-
-    raw = json.loads(WEIGHTS_PATH.read_text())
-    raw["meta"][key] = stale_value
-    stale = tmp_path / "weights.json"
-    stale.write_text(json.dumps(raw))
     with pytest.raises(ValueError, match="retrain"):
-        RoutingModel.load(stale)
+        _load_edited(tmp_path, {key: stale_value})
 
 
 @pytest.mark.parametrize(
@@ -379,14 +385,8 @@ def test_weights_trained_otherwise_are_refused(
     ids=["a bias short", "a unit with a quarter of its inputs"],
 )
 def test_a_malformed_hidden_layer_is_refused(tmp_path: Path, key: str, broken: object) -> None:
-    from app.services.coach.routing_model import WEIGHTS_PATH, RoutingModel
-
-    raw = json.loads(WEIGHTS_PATH.read_text())
-    raw[key] = broken
-    malformed = tmp_path / "weights.json"
-    malformed.write_text(json.dumps(raw))
     with pytest.raises(ValueError, match="hidden layer"):
-        RoutingModel.load(malformed)
+        _load_edited(tmp_path, {}, **{key: broken})
 
 
 def test_the_model_reads_the_coach_question_and_the_members_previous_message() -> None:

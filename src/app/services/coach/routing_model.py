@@ -369,27 +369,24 @@ def challenge_vector(text: str, challenges: Sequence[str]) -> Any | None:
     return CHALLENGE_PRODUCT_SCALE * said * closest
 
 
-@functools.cache
-def _nothing() -> Any:
-    """An absent vector, read as zeros by the hidden layer (one shared, read-only array)."""
+def model_input(text: str, history: Sequence[Any], challenges: Sequence[str]) -> Any:
+    """The unscaled vectors the model reads, concatenated in VECTOR_FIELDS order, zeros where
+    one is absent: the message's sentence vector, the CONTEXT_VECTORS' turns and the
+    challenge product."""
     import numpy as np
 
-    zeros = np.zeros(DIM, dtype=np.float32)
-    zeros.setflags(write=False)
-    return zeros
-
-
-def model_vectors(text: str, history: Sequence[Any], challenges: Sequence[str]) -> list[Any]:
-    """The unscaled vectors the model reads, in VECTOR_FIELDS order, None where absent: the
-    message's sentence vector, the CONTEXT_VECTORS' turns and the challenge product."""
     said = [context(history) for context in CONTEXT_VECTORS.values()]
     # With no layer the sentence vector is the embedding mean the challenge features read too.
     message = embedding_mean(text) if LAYERS == 0 else get_encoder().encode(text)
-    return [
-        message,
-        *(embedding_mean(t) if t else None for t in said),
-        challenge_vector(text, challenges),
-    ]
+    product = challenge_vector(text, challenges)
+    nothing = np.zeros(DIM, dtype=np.float32)
+    return np.concatenate(
+        [
+            message,
+            *(embedding_mean(t) if t else nothing for t in said),
+            nothing if product is None else product,
+        ]
+    )
 
 
 def conversation_features(
@@ -431,18 +428,16 @@ class RoutingModel:
         w = self.weights
         feats = conversation_features(text, history, challenges)
         z = self.bias + sum(w.get(f, 0.0) for f in feats)
-        vectors = self._vectors
-        if not vectors and not self.hidden_weights:
+        linear = self._linear
+        if linear is None and not self.hidden_weights:
             return _sigmoid(z)
-        blocks = model_vectors(text, history, challenges)
-        for name, block in zip(VECTOR_FIELDS, blocks, strict=True):
-            if block is not None and name in vectors:
-                z += float(block @ vectors[name])
+        x = model_input(text, history, challenges)
+        if linear is not None:
+            z += float(x @ linear)
         if self.hidden_weights:
             import numpy as np
 
             hidden, hidden_bias, output = self._hidden
-            x = np.concatenate([_nothing() if b is None else b for b in blocks])
             z += float(np.maximum(hidden @ x + hidden_bias, 0.0) @ output)
         return _sigmoid(z)
 
@@ -457,12 +452,15 @@ class RoutingModel:
         )
 
     @functools.cached_property
-    def _vectors(self) -> dict[str, Any]:
-        """The non-empty vector weights as float32 arrays, by field name."""
+    def _linear(self) -> Any | None:
+        """The vector weights concatenated as model_input's vectors are (zeros for a field
+        without weights), or None when there are none."""
         import numpy as np
 
-        fields = {name: getattr(self, name) for name in VECTOR_FIELDS}
-        return {k: np.asarray(v, dtype=np.float32) for k, v in fields.items() if v}
+        fields = [getattr(self, name) for name in VECTOR_FIELDS]
+        if not any(fields):
+            return None
+        return np.concatenate([np.asarray(f or np.zeros(DIM), dtype=np.float32) for f in fields])
 
     def to_json(self) -> str:
         body = {
@@ -550,12 +548,7 @@ def train(
     ]
     vectors = VECTOR_SCALE * np.array(
         [
-            np.concatenate(
-                [
-                    _nothing() if v is None else v
-                    for v in model_vectors(str(r["text"]), h, challenges_of(r))
-                ]
-            )
+            model_input(str(r["text"]), h, challenges_of(r))
             for r, h in zip(rows, histories, strict=True)
         ]
     )
