@@ -1,6 +1,6 @@
 """Which model answers: `small_talk` goes to the cheap model, `coaching` to the capable one.
 
-Local and fast (no network, no LLM; p50 about 0.5 ms, p99 1.3 ms on a 2-core EPYC). Rules
+Local and fast (no network, no LLM; p50 about 0.4-0.5 ms, p99 0.9-1.3 ms on a 2-core EPYC). Rules
 first, then a small trained model (``routing_model``) that sees the message, the coach's last turn,
 the member's previous message and the titles of the member's active challenges:
 
