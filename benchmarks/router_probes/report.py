@@ -1,9 +1,9 @@
-"""Step 3 of the fine-tuned encoder probe (numpy only): accuracy and coaching sent cheap on split
-halves of the calibration rows (each half sets the threshold for the other, as train-router
-does: the rules first, their misses counted against the budget; three splits), for the shipped
-router's logit, the fine-tuned encoder's and their sum, at several budgets.
+"""Step 3 of the fine-tuned encoder probe (the project's venv): accuracy and coaching sent
+cheap on split halves of the calibration rows (each half sets the threshold for the other, as
+train-router does: the rules first, their misses counted against the budget; three splits), for
+the shipped router's logit, the fine-tuned encoder's and their sum, at several budgets.
 
-    python benchmarks/router_probes/report.py var/probe
+    PYTHONPATH=src .venv/bin/python benchmarks/router_probes/report.py var/probe
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from app.services.coach.routing_model import model_miss_allowance
 
 BUDGETS = (0.005, 0.0075, 0.01, 0.02)
 
@@ -26,7 +28,7 @@ def split_halves(z: Any, small_talk: Any, rule: Any, budget: float) -> tuple[flo
         halves = (order[: len(z) // 2], order[len(z) // 2 :])
         for setter, scored in (halves, halves[::-1]):
             rows = setter[~small_talk[setter]]
-            allowed = max(0, int(budget * len(rows)) - int((rule[rows] == 1).sum()))
+            allowed = model_miss_allowance(budget, len(rows), int((rule[rows] == 1).sum()))
             bar = np.sort(z[rows[rule[rows] == 0]])[::-1][allowed]
             model = z[scored] > bar
             cheap_route = np.where(rule[scored] == 0, model, rule[scored] == 1)

@@ -517,6 +517,12 @@ class RoutingModel:
         )
 
 
+def model_miss_allowance(budget: float, coaching: int, rule_misses: int) -> int:
+    """How many calibration coaching rows the model may send cheap: `budget` of all of them,
+    less those the rules already sent cheap."""
+    return max(0, int(budget * coaching) - rule_misses)
+
+
 def train(
     rows: Iterable[dict[str, Any]],
     *,
@@ -568,7 +574,7 @@ def train(
         raise ValueError("calibration rows hold no coaching message: no threshold to set")
     by_rules = [rule_route(r) for r in coaching]
     rule_misses = sum(route == SMALL_TALK_LABEL for route in by_rules)
-    allowed = max(0, int(budget * len(coaching)) - rule_misses)
+    allowed = model_miss_allowance(budget, len(coaching), rule_misses)
     unbarred = RoutingModel(bias, weights, threshold=1.0, **by_field)
     model_decides = sorted(
         (
