@@ -1,12 +1,18 @@
 """Step 2 of the fine-tuned encoder probe (needs torch and transformers, which the app does not
-ship; see ``onnx_latency.py`` for a separate venv): all-MiniLM-L6-v2 fine-tuned end to end on
-the training rows (the message, and as a second segment the coach's question, the member's
-previous message and the challenge titles; mean-pooled; one logit), then its logit for every
-calibration row.
+ship; see ``onnx_latency.py`` for a separate venv): all-MiniLM-L6-v2's first ``--layers``
+layers fine-tuned end to end on the training rows (the message, and as a second segment the
+coach's question, the member's previous message and the challenge titles; mean-pooled; one
+logit), then its logit for every calibration row. With ``--freeze-words --onnx FILE``, the
+model after the word-vector lookup is exported as int8 ONNX and the calibration rows are
+scored again through it as the app would run it (``onnx_router.py``, ``onnx_logits.npy``).
 
     PYTHONPATH=src /tmp/probe/bin/python benchmarks/router_probes/finetune.py var/probe [--epochs 2]
+    PYTHONPATH=src /tmp/probe/bin/python benchmarks/router_probes/finetune.py var/probe \
+        --layers 3 --max-tokens 64 --freeze-words --save var/probe/l3.pt --onnx var/probe/l3.onnx
 
-Two epochs on 24,483 rows take about 18 minutes on two EPYC cores.
+Two epochs of six layers over 80 word pieces on 24,483 rows took about 18 minutes on two EPYC
+cores (session 10); three layers over 64 on 26,883 rows, 23 minutes on a slower one (session
+11). ``--load`` skips training and reuses ``--save``'s weights.
 """
 
 from __future__ import annotations
@@ -19,21 +25,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from onnx_router import OnnxRouter, pair_text  # beside this file
+
 from app.services.coach.encoder import find_model_dir  # imports nothing heavy
 
 BATCH = 32
-MAX_TOKENS = 80
+MAX_TOKENS = 80  # both segments; session 11's three-layer run used 64
 
 
 def pair(row: dict[str, Any]) -> tuple[str, str]:
-    context = []
-    if row["question"]:
-        context.append(row["question"])
-    if row["previous"]:
-        context.append("before: " + row["previous"])
-    if row["challenges"]:
-        context.append("challenges: " + ", ".join(row["challenges"]))
-    return row["text"], " | ".join(context) or "none"
+    return pair_text(row["text"], row["question"], row["previous"], row["challenges"])
 
 
 def main() -> None:
@@ -46,7 +47,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--max-tokens", type=int, default=MAX_TOKENS)
+    parser.add_argument("--freeze-words", action="store_true", help="keep MiniLM's word vectors")
+    parser.add_argument("--save", type=Path, help="write the fine-tuned weights here (torch)")
+    parser.add_argument("--load", type=Path, help="skip training: read weights saved by --save")
+    parser.add_argument("--onnx", type=Path, help="export int8 ONNX here (needs --freeze-words)")
     args = parser.parse_args()
+    if args.onnx and not args.freeze_words:
+        parser.error(
+            "--onnx: the exported model starts after the word-vector lookup, which "
+            "onnx_router.py does from MiniLM's own vectors: train with --freeze-words"
+        )
     torch.set_num_threads(2)
     torch.manual_seed(0)
 
@@ -57,6 +68,8 @@ def main() -> None:
     tokenizer = BertTokenizerFast.from_pretrained(find_model_dir())
     bert = BertModel.from_pretrained(find_model_dir())
     bert.encoder.layer = bert.encoder.layer[: args.layers]
+    if args.freeze_words:
+        bert.embeddings.word_embeddings.weight.requires_grad_(False)
 
     class Router(torch.nn.Module):
         def __init__(self) -> None:
@@ -74,18 +87,22 @@ def main() -> None:
             list(first),
             list(second),
             truncation="longest_first",
-            max_length=MAX_TOKENS,
+            max_length=args.max_tokens,
             padding=True,
             return_tensors="pt",
         )
 
     model = Router()
+    if args.load:
+        model.load_state_dict(torch.load(args.load))
+        args.epochs = 0
     labels = torch.tensor([float(r["small_talk"]) for r in train])
     steps = int(math.ceil(len(train) / BATCH) * args.epochs)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    warm = 0.06 * steps
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.01)
+    warm = max(0.06 * steps, 1.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, s / warm) * max(0.0, (steps - s) / steps)
+        optimizer, lambda s: min(1.0, s / warm) * max(0.0, (steps - s) / max(steps, 1))
     )
     rng, step, start = np.random.default_rng(0), 0, time.time()
     model.train()
@@ -110,6 +127,58 @@ def main() -> None:
             model(encode(calibration[i : i + 128])).numpy() for i in range(0, len(calibration), 128)
         ]
     np.save(args.folder / "finetuned_logits.npy", np.concatenate(out))
+    if args.save:
+        torch.save(model.state_dict(), args.save)
+    if args.onnx:
+        export_int8(model, args.onnx)
+        # Scored as the app would run it: its own tokenizer, word-vector lookup and ONNX Runtime.
+        exported = OnnxRouter(args.onnx, args.max_tokens)
+        onnx = [
+            exported.logit(r["text"], r["question"], r["previous"], r["challenges"])
+            for r in calibration
+        ]
+        np.save(args.folder / "onnx_logits.npy", np.array(onnx))
+
+
+def export_int8(model: Any, path: Path) -> None:
+    """The model after the word-vector lookup (the app does that in numpy), int8 weights."""
+    import tempfile
+
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    class AfterLookup(torch.nn.Module):  # keyword arguments: BertModel's positional order shifts
+        def __init__(self) -> None:
+            super().__init__()
+            self.router = model
+
+        def forward(self, embeds: Any, mask: Any, types: Any) -> Any:
+            hidden = self.router.bert(
+                inputs_embeds=embeds, attention_mask=mask, token_type_ids=types
+            ).last_hidden_state
+            weights = mask.unsqueeze(-1).float()
+            pooled = (hidden * weights).sum(1) / weights.sum(1)
+            return self.router.head(pooled).squeeze(-1)
+
+    embeds = torch.zeros(1, 16, 384)
+    ones = torch.ones(1, 16, dtype=torch.long)
+    with tempfile.TemporaryDirectory() as folder:
+        plain = Path(folder) / "plain.onnx"
+        torch.onnx.export(
+            AfterLookup().eval(),
+            (embeds, ones, ones * 0),
+            str(plain),
+            input_names=["inputs_embeds", "attention_mask", "token_type_ids"],
+            output_names=["logit"],
+            dynamic_axes={
+                "inputs_embeds": {0: "batch", 1: "tokens"},
+                "attention_mask": {0: "batch", 1: "tokens"},
+                "token_type_ids": {0: "batch", 1: "tokens"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
+        quantize_dynamic(str(plain), str(path), weight_type=QuantType.QInt8)
 
 
 if __name__ == "__main__":
