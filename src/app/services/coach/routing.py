@@ -1,8 +1,9 @@
 """Which model answers: `small_talk` goes to the cheap model, `coaching` to the capable one.
 
-Local and fast (no network, no LLM; p50 about 0.4-0.5 ms, p99 0.9-1.3 ms on a 2-core EPYC). Rules
-first, then a small trained model (``routing_model``) that sees the message, the coach's last turn,
-the member's previous message and the titles of the member's active challenges:
+Local and fast (no network, no LLM; p99 0.9-1.3 ms on one 2-core EPYC, 1.9-2.4 ms on a slower
+one). Rules first, then a small trained model (``routing_model``) that sees the message, the
+coach's last turn, the member's previous message and the titles of the member's active
+challenges:
 
 1. Pure social messages (greetings, thanks, goodbyes, in a few languages and in texting
    shorthand) are small talk, even in the middle of a coaching thread - unless the word picks

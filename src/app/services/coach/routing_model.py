@@ -7,8 +7,8 @@ coach's question and the member's previous message; and the titles of the member
 challenges (see ``challenge_features`` and ``challenge_vector``).
 
 At inference a dict lookup per feature, a few embedding means and a 64x1536 product (p99
-0.9-1.3 ms on held-out rows); numpy to train. Trained offline by ``python -m app coach
-train-router`` on the shipped labelled set (``app/data/routing/train.jsonl``), its threshold
+0.9-2.4 ms on held-out rows, by machine); numpy to train. Trained offline by ``python -m app
+coach train-router`` on the shipped labelled set (``app/data/routing/train.jsonl``), its threshold
 set on ``calibration.jsonl``; the weights ship as ``app/data/routing_model.json``."""
 
 from __future__ import annotations
