@@ -44,7 +44,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--epochs", type=float, default=None, help="default 2")
     parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--max-tokens", type=int, default=MAX_TOKENS)
@@ -52,7 +52,18 @@ def main() -> None:
     parser.add_argument("--save", type=Path, help="write the fine-tuned weights here (torch)")
     parser.add_argument("--load", type=Path, help="skip training: read weights saved by --save")
     parser.add_argument("--onnx", type=Path, help="export int8 ONNX here (needs --freeze-words)")
+    parser.add_argument(
+        "--per-channel", action="store_true", help="int8 on the MatMuls only, a scale per channel"
+    )
     args = parser.parse_args()
+    if args.load and args.epochs is not None:
+        parser.error("--load skips training: --epochs does not apply")
+    args.epochs = 0 if args.load else (2.0 if args.epochs is None else args.epochs)
+    shape = {
+        "layers": args.layers,
+        "max_tokens": args.max_tokens,
+        "freeze_words": args.freeze_words,
+    }
     if args.onnx and not args.freeze_words:
         parser.error(
             "--onnx: the exported model starts after the word-vector lookup, which "
@@ -94,8 +105,10 @@ def main() -> None:
 
     model = Router()
     if args.load:
-        model.load_state_dict(torch.load(args.load))
-        args.epochs = 0
+        saved = torch.load(args.load)
+        if saved.get("shape") != shape:
+            parser.error(f"--load: {args.load} was trained with {saved.get('shape')}, not {shape}")
+        model.load_state_dict(saved["state"])
     labels = torch.tensor([float(r["small_talk"]) for r in train])
     steps = int(math.ceil(len(train) / BATCH) * args.epochs)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -128,22 +141,33 @@ def main() -> None:
         ]
     np.save(args.folder / "finetuned_logits.npy", np.concatenate(out))
     if args.save:
-        torch.save(model.state_dict(), args.save)
+        torch.save({"state": model.state_dict(), "shape": shape}, args.save)
     if args.onnx:
-        export_int8(model, args.onnx)
-        # Scored as the app would run it: its own tokenizer, word-vector lookup and ONNX Runtime.
-        exported = OnnxRouter(args.onnx, args.max_tokens)
-        onnx = [
-            exported.logit(r["text"], r["question"], r["previous"], r["challenges"])
-            for r in calibration
-        ]
-        np.save(args.folder / "onnx_logits.npy", np.array(onnx))
+        float32 = args.onnx.with_suffix(".f32.onnx")
+        export_int8(model, float32, args.onnx, per_channel=args.per_channel)
+        torch_logits = np.concatenate(out)
+
+        def score(path: Path, rows: list[dict[str, Any]]) -> Any:
+            # As the app would run it: its own tokenizer, word-vector lookup and ONNX Runtime.
+            exported = OnnxRouter(path, args.max_tokens)
+            return np.array(
+                [
+                    exported.logit(r["text"], r["question"], r["previous"], r["challenges"])
+                    for r in rows
+                ]
+            )
+
+        # float32 first: any gap here is the export or the feeding, not int8
+        gap = np.abs(score(float32, calibration[:500]) - torch_logits[:500]).max()
+        print(f"float32 ONNX vs torch, first 500 rows: max |diff| {gap:.2e}", file=sys.stderr)
+        if gap > 1e-3:
+            sys.exit("the exported model does not read its input as torch did")
+        np.save(args.folder / "onnx_logits.npy", score(args.onnx, calibration))
 
 
-def export_int8(model: Any, path: Path) -> None:
-    """The model after the word-vector lookup (the app does that in numpy), int8 weights."""
-    import tempfile
-
+def export_int8(model: Any, float32: Path, int8: Path, *, per_channel: bool) -> None:
+    """The model after the word-vector lookup (the app does that in numpy), as float32 and with
+    int8 weights."""
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -162,23 +186,27 @@ def export_int8(model: Any, path: Path) -> None:
 
     embeds = torch.zeros(1, 16, 384)
     ones = torch.ones(1, 16, dtype=torch.long)
-    with tempfile.TemporaryDirectory() as folder:
-        plain = Path(folder) / "plain.onnx"
-        torch.onnx.export(
-            AfterLookup().eval(),
-            (embeds, ones, ones * 0),
-            str(plain),
-            input_names=["inputs_embeds", "attention_mask", "token_type_ids"],
-            output_names=["logit"],
-            dynamic_axes={
-                "inputs_embeds": {0: "batch", 1: "tokens"},
-                "attention_mask": {0: "batch", 1: "tokens"},
-                "token_type_ids": {0: "batch", 1: "tokens"},
-            },
-            opset_version=17,
-            dynamo=False,
-        )
-        quantize_dynamic(str(plain), str(path), weight_type=QuantType.QInt8)
+    torch.onnx.export(
+        AfterLookup().eval(),
+        (embeds, ones, ones * 0),
+        str(float32),
+        input_names=["inputs_embeds", "attention_mask", "token_type_ids"],
+        output_names=["logit"],
+        dynamic_axes={
+            "inputs_embeds": {0: "batch", 1: "tokens"},
+            "attention_mask": {0: "batch", 1: "tokens"},
+            "token_type_ids": {0: "batch", 1: "tokens"},
+        },
+        opset_version=17,
+        dynamo=False,
+    )
+    quantize_dynamic(
+        str(float32),
+        str(int8),
+        weight_type=QuantType.QInt8,
+        per_channel=per_channel,
+        op_types_to_quantize=["MatMul"] if per_channel else None,
+    )
 
 
 if __name__ == "__main__":

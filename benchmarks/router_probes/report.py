@@ -1,7 +1,8 @@
 """Step 3 of the fine-tuned encoder probe (the project's venv): accuracy and coaching sent
 cheap on split halves of the calibration rows (each half sets the threshold for the other, as
 train-router does: the rules first, their misses counted against the budget; three splits), for
-the shipped router's logit, the fine-tuned encoder's and their sum, at several budgets.
+the shipped router's logit, the fine-tuned encoder's and their sum (and, after ``finetune.py
+--onnx``, the exported int8 file's and its sum), at several budgets.
 
     PYTHONPATH=src .venv/bin/python benchmarks/router_probes/report.py var/probe
 """
@@ -47,6 +48,14 @@ def main(folder: Path) -> None:
     if (folder / "finetuned_logits.npy").exists():
         finetuned = np.load(folder / "finetuned_logits.npy")
         candidates |= {"fine-tuned encoder": finetuned, "sum of both": shipped + finetuned}
+    if (folder / "onnx_logits.npy").exists():  # finetune.py --onnx: the exported int8 file's
+        int8 = np.load(folder / "onnx_logits.npy")
+        candidates |= {"int8 encoder": int8, "sum with int8": shipped + int8}
+        gap = np.abs(int8 - finetuned)
+        print(
+            f"int8 vs torch logits: mean |diff| {gap.mean():.2f}, max {gap.max():.2f}, "
+            f"same sign {((int8 > 0) == (finetuned > 0)).mean():.1%}"
+        )
     for name, z in candidates.items():
         cells = []
         for budget in BUDGETS:
