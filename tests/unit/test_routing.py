@@ -103,10 +103,10 @@ def _rows(name: str) -> list[dict[str, object]]:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="held-out c-held-9 + c-held-10 (840 rows with the member's active challenges, by two "
-    "separate sessions that never saw the router or its data, scored once): accuracy 89.0 % "
-    "(89.8 % and 88.3 %); the misses are mostly small talk sent to the capable model (issue 5 "
-    "open)",
+    reason="held-out c-held-11 + c-held-12 (840 rows with the member's active challenges, by two "
+    "separate sessions that never saw the router or its data, scored once): accuracy 84.8 % "
+    "(85.2 % and 84.3 %; 89.0 % on the pair before); the misses are mostly small talk sent to "
+    "the capable model (issue 5 open)",
 )
 def test_heldout_accuracy_target() -> None:
     result = evaluate(_rows("heldout"))
@@ -115,14 +115,15 @@ def test_heldout_accuracy_target() -> None:
 
 
 def test_heldout_expensive_mistakes_target() -> None:
-    """At most 1 % of coaching messages sent to the cheap model (c-held-9 + c-held-10: 2 of 438;
-    3 for the router before, trained on 2,400 fewer rows)."""
+    """At most 1 % of coaching messages sent to the cheap model (c-held-11 + c-held-12: 2 of 439,
+    as for 1c0be56; c-held-9 + c-held-10: 2 of 438, against 3 for 1c0be56, which had 2,400
+    fewer training rows and threshold 0.9784)."""
     assert evaluate(_rows("heldout"))["coaching_to_small_talk"] <= 0.01
 
 
 def test_the_calibration_split_holds_the_budget_its_threshold_was_set_for() -> None:
-    """Calibration rows (8,366 by twenty-nine writers, never fitted on) set the threshold at
-    0.5 % of their coaching rows sent cheap (the shipped model: 90.4 %, 22 of 4,453)."""
+    """Calibration rows (9,206 by thirty-one writers, never fitted on) set the threshold at
+    0.5 % of their coaching rows sent cheap (the shipped model: 90.3 %, 24 of 4,891)."""
     result = evaluate(_rows("calibration"))
     assert result["n"] >= 1000
     assert result["coaching_to_small_talk"] <= 0.005
