@@ -4,7 +4,9 @@ layers fine-tuned end to end on the training rows (the message, and as a second 
 coach's question, the member's previous message and the challenge titles; mean-pooled; one
 logit), then its logit for every calibration row. With ``--freeze-words --onnx FILE``, the
 model after the word-vector lookup is exported as int8 ONNX and the calibration rows are
-scored again through it as the app would run it (``onnx_router.py``, ``onnx_logits.npy``).
+scored again through it as the app would run it (``onnx_router.py``, ``onnx_logits.npy``);
+the float32 export is kept beside FILE as ``FILE.f32.onnx`` (22 MB for three layers).
+The folder comes from ``dump_inputs.py``.
 
     PYTHONPATH=src /tmp/probe/bin/python benchmarks/router_probes/finetune.py var/probe [--epochs 2]
     PYTHONPATH=src /tmp/probe/bin/python benchmarks/router_probes/finetune.py var/probe \
@@ -56,6 +58,8 @@ def main() -> None:
         "--per-channel", action="store_true", help="int8 on the MatMuls only, a scale per channel"
     )
     args = parser.parse_args()
+    if args.per_channel and not args.onnx:
+        parser.error("--per-channel applies to --onnx")
     if args.load and args.epochs is not None:
         parser.error("--load skips training: --epochs does not apply")
     args.epochs = 0 if args.load else (2.0 if args.epochs is None else args.epochs)
@@ -106,8 +110,10 @@ def main() -> None:
     model = Router()
     if args.load:
         saved = torch.load(args.load)
-        if saved.get("shape") != shape:
-            parser.error(f"--load: {args.load} was trained with {saved.get('shape')}, not {shape}")
+        if not isinstance(saved, dict) or "shape" not in saved:
+            parser.error(f"--load: {args.load} was saved before --save recorded its shape")
+        if saved["shape"] != shape:
+            parser.error(f"--load: {args.load} was trained with {saved['shape']}, not {shape}")
         model.load_state_dict(saved["state"])
     labels = torch.tensor([float(r["small_talk"]) for r in train])
     steps = int(math.ceil(len(train) / BATCH) * args.epochs)
@@ -140,6 +146,7 @@ def main() -> None:
             model(encode(calibration[i : i + 128])).numpy() for i in range(0, len(calibration), 128)
         ]
     np.save(args.folder / "finetuned_logits.npy", np.concatenate(out))
+    (args.folder / "onnx_logits.npy").unlink(missing_ok=True)  # another run's: report.py reads it
     if args.save:
         torch.save({"state": model.state_dict(), "shape": shape}, args.save)
     if args.onnx:

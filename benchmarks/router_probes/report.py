@@ -48,7 +48,8 @@ def main(folder: Path) -> None:
     if (folder / "finetuned_logits.npy").exists():
         finetuned = np.load(folder / "finetuned_logits.npy")
         candidates |= {"fine-tuned encoder": finetuned, "sum of both": shipped + finetuned}
-    if (folder / "onnx_logits.npy").exists():  # finetune.py --onnx: the exported int8 file's
+    # finetune.py --onnx: the exported int8 file's (finetune.py removes it on any other run)
+    if "fine-tuned encoder" in candidates and (folder / "onnx_logits.npy").exists():
         int8 = np.load(folder / "onnx_logits.npy")
         candidates |= {"int8 encoder": int8, "sum with int8": shipped + int8}
         gap = np.abs(int8 - finetuned)
