@@ -142,17 +142,19 @@ def main() -> None:
                 print(f"step {step}/{steps} {time.time() - start:.0f} s", file=sys.stderr)
     model.eval()
     with torch.no_grad():
-        out = [
-            model(encode(calibration[i : i + 128])).numpy() for i in range(0, len(calibration), 128)
-        ]
-    np.save(args.folder / "finetuned_logits.npy", np.concatenate(out))
+        torch_logits = np.concatenate(
+            [
+                model(encode(calibration[i : i + 128])).numpy()
+                for i in range(0, len(calibration), 128)
+            ]
+        )
+    np.save(args.folder / "finetuned_logits.npy", torch_logits)
     (args.folder / "onnx_logits.npy").unlink(missing_ok=True)  # another run's: report.py reads it
     if args.save:
         torch.save({"state": model.state_dict(), "shape": shape}, args.save)
     if args.onnx:
         float32 = args.onnx.with_suffix(".f32.onnx")
         export_int8(model, float32, args.onnx, per_channel=args.per_channel)
-        torch_logits = np.concatenate(out)
 
         def score(path: Path, rows: list[dict[str, Any]]) -> Any:
             # As the app would run it: its own tokenizer, word-vector lookup and ONNX Runtime.
