@@ -184,11 +184,17 @@ async def test_provider_failures_fall_back_to_the_local_model(
     print(f"provider {mode}: fallback answer in {took:.2f}s, provider hits {provider.hits}")
 
 
+# The default pool, and one so small that streams are refused (503 before the stream) or
+# told the coach is busy (an `error` event once the stream has begun): both must stay clean.
+TIGHT_POOL = {"DB_POOL_SIZE": "3", "DB_MAX_OVERFLOW": "0", "DB_POOL_TIMEOUT": "0.5"}
+
+
+@pytest.mark.parametrize("pool", [{}, TIGHT_POOL], ids=["default-pool", "tight-pool"])
 async def test_hundred_clients_leave_mid_stream(
-    postgres_settings: Settings, tmp_path: Path
+    postgres_settings: Settings, tmp_path: Path, pool: dict[str, str]
 ) -> None:
     async with FakeProvider("stream", words=400, delay=0.02) as provider:
-        env = provider_env(provider, postgres_settings.database_url, LOG_LEVEL="INFO")
+        env = provider_env(provider, postgres_settings.database_url, LOG_LEVEL="INFO", **pool)
         with live_server(env, tmp_path / "server.log") as base:
             limits = httpx.Limits(max_connections=CLIENTS + 10)
             async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
@@ -198,6 +204,7 @@ async def test_hundred_clients_leave_mid_stream(
                 provider.words = 400
 
                 refused: list[int] = []
+                busy_events: list[int] = []
 
                 async def one(i: int) -> dict[str, int]:
                     for _attempt in range(4):
@@ -220,11 +227,20 @@ async def test_hundred_clients_leave_mid_stream(
                                 await asyncio.sleep(int(s.headers["retry-after"]))
                                 continue
                             assert s.status_code == 200
+                            busy = False
                             async for line in s.aiter_lines():
                                 if line.startswith("event: token"):
                                     received += 1
-                                if received >= 3:
+                                if line.startswith("event: error"):
+                                    # the pool was full once the stream had begun: the
+                                    # answer is still pending, so come back (as a 503 says)
+                                    busy = True
+                                if received >= 3 or busy:
                                     break  # leave mid-answer
+                            if busy and not received:
+                                busy_events.append(i)
+                                await asyncio.sleep(1)
+                                continue
                             break
                     assert received >= 3
                     return posted
@@ -277,8 +293,11 @@ async def test_hundred_clients_leave_mid_stream(
                 )
     assert checked_out == 0, checked_out
     assert fives == 0
+    if pool:
+        assert refused or busy_events, "the tight pool never ran out: the test proves nothing"
     print(
         f"{CLIENTS} disconnects: all interrupted+saved; streams ran {left_at - started:.1f}s, "
         f"upstream closed {streams_closed_after:.2f}s after the last client left, pool=0, "
-        f"{len(refused)} stream opens refused with a clean 503 (retried)"
+        f"{len(refused)} stream opens refused with a clean 503 and {len(busy_events)} with "
+        "a busy event (both retried)"
     )

@@ -11,16 +11,17 @@ from typing import Any
 import pytest
 from litestar.stores.memory import MemoryStore
 from sqlalchemy import func, select
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.engine import make_engine, make_sessionmaker
 from app.db.models import Conversation, LlmCall, Message, User
-from app.services.coach.events import Done
+from app.services.coach.events import Done, Failed, Token
 from app.services.coach.limits import ChatRateLimiter
 from app.services.coach.memory import MemoryKeeper
 from app.services.coach.prompt import Member
-from app.services.coach.service import CoachService
-from app.services.coach.store import CoachStore
+from app.services.coach.service import BUSY, CoachService
+from app.services.coach.store import CoachStore, Context
 from app.services.llm import Completion, LLMGateway, StreamEvent, TokenDelta
 from app.settings import Settings
 
@@ -248,6 +249,35 @@ async def test_ledger_totals_equal_the_per_message_records(
     assert {r for r in routes if r} and all(
         r is None or r.split(":")[0] in ("rule", "model") for r in routes
     )
+
+
+class BusyOnceStore(CoachStore):
+    """The pool is exhausted the first time a stream starts (sqlalchemy's own error)."""
+
+    busy = True
+
+    async def start(self, reply: Message) -> Context | None:
+        if self.busy:
+            self.busy = False
+            raise PoolTimeoutError("QueuePool limit of size 1 overflow 0 reached")
+        return await super().start(reply)
+
+
+async def test_a_full_pool_at_stream_start_is_a_clean_event_and_the_answer_waits(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], user_id: int
+) -> None:
+    service, _, _ = build(settings, sessions)
+    service.store = BusyOnceStore(sessions)
+    posted = await service.post(user_id, "How do I start running?", None)
+    events = [e async for e in await service.open_stream(user_id, posted.reply_id)]
+    assert events == [Failed(BUSY)]
+    async with sessions() as s:
+        reply = await s.get(Message, posted.reply_id)
+        assert reply is not None and reply.status == "pending"  # nothing was claimed
+    events = [e async for e in await service.open_stream(user_id, posted.reply_id)]
+    assert isinstance(events[-1], Done) and "".join(
+        e.text for e in events if isinstance(e, Token)
+    ) == "".join(ANSWER)
 
 
 @pytest.mark.slow

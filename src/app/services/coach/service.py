@@ -12,6 +12,8 @@ from typing import Any
 
 import anyio
 import structlog
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.db.models import Message
 from app.services.coach.events import CoachEvent, Done, Failed, Token
@@ -19,7 +21,7 @@ from app.services.coach.guard import RULE_SPANS, LeakGuard
 from app.services.coach.limits import ChatRateLimiter
 from app.services.coach.prompt import Member, build_prompt
 from app.services.coach.routing import COACHING, RouteDecision, classify
-from app.services.coach.store import CoachStore
+from app.services.coach.store import CoachStore, Context
 from app.services.coach.views import DoneEvent, PostedMessage
 from app.services.errors import InvalidInputError, RateLimitedError
 from app.services.llm import Completion, LLMGateway, LLMUnavailable, TokenDelta
@@ -29,6 +31,7 @@ from app.settings import Settings
 ProfileLoader = Callable[[int], Awaitable[Member]]
 log = structlog.get_logger("app.coach")
 UNAVAILABLE = "The coach could not answer right now. Please try again in a minute."
+BUSY = "Your coach is busy right now. Please try again in a few seconds."
 
 
 def stream_url(reply_id: int) -> str:
@@ -94,14 +97,23 @@ class CoachService:
         if reply.status in ("interrupted", "failed"):
             yield Failed(reply.error or "This answer was not finished. Send your message again.")
             return
-        if not await self.store.claim(reply.id):
+        try:
+            context = await self.store.start(reply)
+        except (PoolTimeoutError, DBAPIError) as exc:
+            # The SSE response has begun, so no 503 now: a clean event, and the reply stays
+            # pending (the failed transaction claimed nothing) for the client's next try.
+            log.warning("coach_stream_db_busy", reply_id=reply.id, error=type(exc).__name__)
+            yield Failed(BUSY)
+            return
+        if context is None:
             yield Failed("This answer is already being written in another window.")
             return
-        async for event in self._generate(user_id, reply):
+        async for event in self._generate(user_id, reply, context):
             yield event
 
-    async def _generate(self, user_id: int, reply: Message) -> AsyncGenerator[CoachEvent, None]:
-        assert reply.reply_to is not None
+    async def _generate(
+        self, user_id: int, reply: Message, context: Context
+    ) -> AsyncGenerator[CoachEvent, None]:
         parts: list[str] = []  # what the member was shown (the guard may hold or drop text)
         generated = 0  # deltas the model produced: the tokens paid for
         started = time.perf_counter()
@@ -113,7 +125,7 @@ class CoachService:
         model = self.settings.coach_model
         messages: list[dict[str, Any]] = []
         try:
-            summary, _, turns = await self.store.context(reply.conversation_id, reply.reply_to)
+            summary, turns = context
             member = await self.profile(user_id)  # the router reads its challenges
             # about a millisecond of numpy and tokenizer (which holds the GIL), off the event loop
             text = turns[-1].content if turns else ""

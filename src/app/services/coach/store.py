@@ -4,7 +4,7 @@ never holds a database connection while the model is generating."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -37,6 +37,13 @@ def conversation_view(c: Conversation) -> ConversationView:
     return ConversationView(
         id=c.id, title=c.title, summary=c.summary, created_at=c.created_at, updated_at=c.updated_at
     )
+
+
+class Context(NamedTuple):
+    """What the model sees of a conversation: its summary and the turns after it."""
+
+    summary: str
+    turns: list[Turn]
 
 
 class CoachStore:
@@ -110,33 +117,34 @@ class CoachStore:
                 raise NotFoundError("That message does not exist.")
             return msg
 
-    async def claim(self, reply_id: int) -> bool:
-        """pending -> streaming, atomically: only one stream generates a given answer."""
+    async def start(self, reply: Message) -> Context | None:
+        """Claim the reply (pending -> streaming, atomically: one stream per answer) and read
+        its context, in one transaction: one pool checkout, and a failure claims nothing.
+        None when another stream holds the claim."""
+        assert reply.reply_to is not None
         async with self.sessions() as s:
-            result = await s.execute(
+            claimed = await s.execute(
                 update(Message)
-                .where(Message.id == reply_id, Message.status == "pending")
+                .where(Message.id == reply.id, Message.status == "pending")
                 .values(status="streaming")
             )
-            await s.commit()
-            return bool(getattr(result, "rowcount", 0))
-
-    async def context(self, conversation_id: int, up_to: int) -> tuple[str, int | None, list[Turn]]:
-        """The summary, what it covers, and the turns after it up to message `up_to`."""
-        async with self.sessions() as s:
-            conv = await s.get(Conversation, conversation_id)
+            if not getattr(claimed, "rowcount", 0):
+                await s.rollback()
+                return None
+            conv = await s.get(Conversation, reply.conversation_id)
             if conv is None:
                 raise NotFoundError("That conversation does not exist.")
             stmt = select(Message).where(
-                Message.conversation_id == conversation_id,
-                Message.id <= up_to,
+                Message.conversation_id == reply.conversation_id,
+                Message.id <= reply.reply_to,
                 Message.status.in_(("complete", "interrupted")),
             )
             if conv.summarized_through is not None:
                 stmt = stmt.where(Message.id > conv.summarized_through)
             rows = await s.scalars(stmt.order_by(Message.id))
             turns = [Turn(m.role, m.content) for m in rows if m.content]
-            return conv.summary, conv.summarized_through, turns
+            await s.commit()
+            return Context(conv.summary, turns)
 
     async def finish(self, reply_id: int, **fields: Any) -> None:
         async with self.sessions() as s:
