@@ -6,22 +6,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 from litestar.stores.memory import MemoryStore
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.engine import make_engine, make_sessionmaker
-from app.db.models import Conversation, LlmCall, Message, User
+from app.db.models import Conversation, LlmCall, Message, User, utcnow
 from app.services.coach.events import Done, Failed, Token
 from app.services.coach.limits import ChatRateLimiter
 from app.services.coach.memory import MemoryKeeper
 from app.services.coach.prompt import Member
-from app.services.coach.service import BUSY, CoachService
-from app.services.coach.store import CoachStore, Context
+from app.services.coach.service import BUSY, NOT_SAVED, CoachService
+from app.services.coach.store import STALE_CLAIM, CoachStore, Context
 from app.services.llm import Completion, LLMGateway, StreamEvent, TokenDelta
 from app.settings import Settings
 
@@ -252,15 +254,21 @@ async def test_ledger_totals_equal_the_per_message_records(
 
 
 class BusyOnceStore(CoachStore):
-    """The pool is exhausted the first time a stream starts (sqlalchemy's own error)."""
+    """The first stream start fails halfway: the claim is written, then reading the
+    conversation meets an exhausted pool (sqlalchemy's own error)."""
 
     busy = True
 
     async def start(self, reply: Message) -> Context | None:
-        if self.busy:
-            self.busy = False
+        if not self.busy:
+            return await super().start(reply)
+        self.busy = False
+
+        async def exhausted(*_: Any, **__: Any) -> None:
             raise PoolTimeoutError("QueuePool limit of size 1 overflow 0 reached")
-        return await super().start(reply)
+
+        with mock.patch.object(AsyncSession, "get", exhausted):
+            return await super().start(reply)
 
 
 async def test_a_full_pool_at_stream_start_is_a_clean_event_and_the_answer_waits(
@@ -278,6 +286,83 @@ async def test_a_full_pool_at_stream_start_is_a_clean_event_and_the_answer_waits
     assert isinstance(events[-1], Done) and "".join(
         e.text for e in events if isinstance(e, Token)
     ) == "".join(ANSWER)
+
+
+class SaveFailsStore(CoachStore):
+    """Settling a reply meets an exhausted pool the first `failures` times."""
+
+    failures = 0
+
+    async def finish_with_ledger(
+        self, reply_id: int, ledger: dict[str, Any], **fields: Any
+    ) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise PoolTimeoutError("QueuePool limit of size 1 overflow 0 reached")
+        await super().finish_with_ledger(reply_id, ledger, **fields)
+
+
+@pytest.mark.parametrize(
+    ("failures", "ending", "status"),
+    [(2, Done, "complete"), (3, Failed, "interrupted")],
+    ids=["saved-on-a-retry", "kept-as-interrupted"],
+)
+async def test_a_full_pool_at_the_end_of_an_answer_is_retried_and_never_cuts_the_stream(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    user_id: int,
+    failures: int,
+    ending: type,
+    status: str,
+) -> None:
+    service, _, _ = build(settings, sessions)
+    service.store = store = SaveFailsStore(sessions)
+    store.failures = failures
+    posted = await service.post(user_id, "How do I start running?", None)
+    events = [e async for e in await service.open_stream(user_id, posted.reply_id)]
+    assert isinstance(events[-1], ending)
+    if ending is Failed:
+        assert events[-1] == Failed(NOT_SAVED)
+    async with sessions() as s:
+        reply = await s.get(Message, posted.reply_id)
+        assert reply is not None and reply.status == status
+        assert reply.content == "".join(ANSWER)
+        ledger = await s.scalar(select(func.count()).where(LlmCall.message_id == posted.reply_id))
+    assert ledger == 1  # one row whatever the retries
+
+
+async def test_a_dead_streams_claim_expires_and_the_next_stream_writes_the_answer(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], user_id: int
+) -> None:
+    """A worker killed mid-answer leaves its reply "streaming": a live claim is respected, a
+    stale one reads as pending and is taken over."""
+    service, _, _ = build(settings, sessions)
+    posted = await service.post(user_id, "How do I start running?", None)
+
+    async def claim_age(age: timedelta) -> None:
+        async with sessions() as s:
+            await s.execute(
+                update(Message)
+                .where(Message.id == posted.reply_id)
+                .values(status="streaming", claimed_at=utcnow() - age)
+            )
+            await s.commit()
+
+    await claim_age(timedelta(minutes=1))  # a live stream elsewhere
+    events = [e async for e in await service.open_stream(user_id, posted.reply_id)]
+    assert events == [Failed("This answer is already being written in another window.")]
+    shown = await service.store.messages(user_id, posted.conversation_id)
+    assert shown[-1].status == "streaming"
+
+    await claim_age(STALE_CLAIM + timedelta(minutes=1))  # its process died
+    shown = await service.store.messages(user_id, posted.conversation_id)
+    assert shown[-1].status == "pending"  # the page opens a stream for it
+    events = [e async for e in await service.open_stream(user_id, posted.reply_id)]
+    assert isinstance(events[-1], Done)
+    async with sessions() as s:
+        reply = await s.get(Message, posted.reply_id)
+        assert reply is not None and reply.status == "complete"
+        assert reply.content == "".join(ANSWER)
 
 
 @pytest.mark.slow

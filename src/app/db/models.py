@@ -147,6 +147,7 @@ class Message(Base):
     total_ms: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # stream began
 
     __table_args__ = (Index("ix_messages_conversation", "conversation_id", "id"),)
 

@@ -10,9 +10,10 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
-from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from app.db.errors import is_unavailable
 from app.services.errors import DomainError, RateLimitedError
 
 log = structlog.get_logger("app.errors")
@@ -82,7 +83,7 @@ def database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Res
 
 
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    if isinstance(exc, OperationalError | DBAPIError) and _is_connection_error(exc):
+    if is_unavailable(exc):
         return database_unavailable(request, exc)
     if _is_unstorable_value(exc):
         # The database refused a value the client sent (an id beyond 64 bits, a NUL byte):
@@ -91,11 +92,6 @@ def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[
         return _error(request, 400, "A value in your request is out of range or not allowed.")
     log.exception("unhandled_error", path=request.url.path)
     return _error(request, HTTP_500_INTERNAL_SERVER_ERROR, "Something went wrong on our side.")
-
-
-def _is_connection_error(exc: DBAPIError) -> bool:
-    text = str(exc.orig).lower()
-    return bool(exc.connection_invalidated) or "connect" in text or "query_wait_timeout" in text
 
 
 def _is_unstorable_value(exc: Exception) -> bool:

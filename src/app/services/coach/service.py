@@ -12,9 +12,9 @@ from typing import Any
 
 import anyio
 import structlog
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.exc import SQLAlchemyError
 
+from app.db.errors import is_unavailable
 from app.db.models import Message
 from app.services.coach.events import CoachEvent, Done, Failed, Token
 from app.services.coach.guard import RULE_SPANS, LeakGuard
@@ -23,7 +23,7 @@ from app.services.coach.prompt import Member, build_prompt
 from app.services.coach.routing import COACHING, RouteDecision, classify
 from app.services.coach.store import CoachStore, Context
 from app.services.coach.views import DoneEvent, PostedMessage
-from app.services.errors import InvalidInputError, RateLimitedError
+from app.services.errors import InvalidInputError, NotFoundError, RateLimitedError
 from app.services.llm import Completion, LLMGateway, LLMUnavailable, TokenDelta
 from app.services.llm.gateway import record_usage
 from app.settings import Settings
@@ -32,6 +32,7 @@ ProfileLoader = Callable[[int], Awaitable[Member]]
 log = structlog.get_logger("app.coach")
 UNAVAILABLE = "The coach could not answer right now. Please try again in a minute."
 BUSY = "Your coach is busy right now. Please try again in a few seconds."
+NOT_SAVED = "Your coach answered, but the answer could not be saved. Please send it again."
 
 
 def stream_url(reply_id: int) -> str:
@@ -99,9 +100,16 @@ class CoachService:
             return
         try:
             context = await self.store.start(reply)
-        except (PoolTimeoutError, DBAPIError) as exc:
+        except NotFoundError as exc:  # the conversation went away meanwhile
+            yield Failed(exc.message)
+            return
+        except SQLAlchemyError as exc:
             # The SSE response has begun, so no 503 now: a clean event, and the reply stays
             # pending (the failed transaction claimed nothing) for the client's next try.
+            if not is_unavailable(exc):
+                log.exception("coach_stream_start_failed", reply_id=reply.id)
+                yield Failed(UNAVAILABLE)
+                return
             log.warning("coach_stream_db_busy", reply_id=reply.id, error=type(exc).__name__)
             yield Failed(BUSY)
             return
@@ -124,6 +132,7 @@ class CoachService:
         decision = RouteDecision(COACHING, "stopped before routing")
         model = self.settings.coach_model
         messages: list[dict[str, Any]] = []
+        completion: Completion | None = None
         try:
             summary, turns = context
             member = await self.profile(user_id)  # the router reads its challenges
@@ -140,7 +149,6 @@ class CoachService:
                 budget=self.settings.coach_prompt_token_budget,
                 count_tokens=lambda m: self.gateway.count_tokens(model, m),
             )
-            completion: Completion | None = None
             guard = LeakGuard(RULE_SPANS)
             stream = self.gateway.stream(messages, model=model, route=decision.route)
             async with contextlib.aclosing(stream):  # closing it stops the model at once
@@ -166,50 +174,49 @@ class CoachService:
                     model=completion.model,
                     span=guard.matched,
                 )
-            await self._save_complete(user_id, reply, decision, completion, "".join(parts))
+            shown = "".join(parts)
+            if not await _persist(
+                lambda: self._save_complete(user_id, reply, decision, completion, shown),
+                reply.id,
+            ):
+                yield Failed(NOT_SAVED)
+                return  # `finally` tries once more to keep the text, as interrupted
             settled = True
             if self.after_answer is not None:
                 self.after_answer(reply.conversation_id)
             yield Done(_done(reply.id, completion.model, decision.route, completion))
         except LLMUnavailable as exc:
-            await self.store.finish(
-                reply.id,
-                status="failed",
-                content="".join(parts),
-                model=model,
-                route=decision.route,
-                route_reason=decision.reason,
-                error=("; ".join(exc.attempts) or UNAVAILABLE)[:500],
-            )
-            settled = True
+            failed = {
+                "status": "failed",
+                "content": "".join(parts),
+                "model": model,
+                "route": decision.route,
+                "route_reason": decision.reason,
+                "error": ("; ".join(exc.attempts) or UNAVAILABLE)[:500],
+            }
+            settled = await _persist(lambda: self.store.finish(reply.id, **failed), reply.id)
             yield Failed(UNAVAILABLE)
         finally:
             if not settled:
-                # The client went away: keep what was generated. Shielded, because the
-                # stream's cancel scope would otherwise cancel this write too.
+                # The client went away (or a save failed): keep what was generated. Shielded,
+                # because the stream's cancel scope would otherwise cancel this write too.
                 with anyio.CancelScope(shield=True):
-                    for attempt in range(3):  # a busy pool must not leave it "streaming"
-                        try:
-                            await self._save_interrupted(
-                                user_id,
-                                reply,
-                                decision,
-                                model,
-                                messages,
-                                "".join(parts),
-                                generated,
-                                started,
-                                first_token,
-                            )
-                            break
-                        except Exception:
-                            log.warning(
-                                "save_interrupted_failed",
-                                reply_id=reply.id,
-                                attempt=attempt,
-                                exc_info=True,
-                            )
-                            await anyio.sleep(0.5 * (attempt + 1))
+                    save = self._save_interrupted(
+                        user_id,
+                        reply,
+                        decision,
+                        model,
+                        messages,
+                        "".join(parts),
+                        generated,
+                        started,
+                        first_token,
+                        completion,
+                    )
+                    try:
+                        await _persist(save, reply.id)
+                    except Exception:  # never raise out of `finally`; the claim will expire
+                        log.exception("save_interrupted_failed", reply_id=reply.id)
 
     def _model_for(self, decision: RouteDecision) -> str:
         if decision.route == COACHING:
@@ -231,7 +238,7 @@ class CoachService:
             total_ms=c.total_ms,
         )
 
-    async def _save_interrupted(
+    def _save_interrupted(
         self,
         user_id: int,
         reply: Message,
@@ -242,22 +249,33 @@ class CoachService:
         generated: int,
         started: float,
         first_token: float | None,
-    ) -> None:
-        # Nothing reached the model when the prompt was never built: no tokens, no cost.
-        prompt_tokens = self.gateway.count_tokens(model, messages) if messages else 0
-        completion_tokens = generated  # local deltas are single tokens; close enough elsewhere
-        cost = self.gateway.cost_usd(model, prompt_tokens, completion_tokens) if messages else 0.0
-        record_usage(model, decision.route, prompt_tokens, completion_tokens, cost)
-        await self._settle(
-            user_id,
-            reply,
-            decision,
-            (model, prompt_tokens, completion_tokens, cost),
-            status="interrupted",
-            content=shown,
-            ttft_ms=(first_token - started) * 1000 if first_token else None,
-            total_ms=(time.perf_counter() - started) * 1000,
-        )
+        completion: Completion | None,
+    ) -> Callable[[], Awaitable[None]]:
+        """Count the usage now (once), and return the save, which may be retried. A finished
+        completion (its save failed) was counted by the gateway and carries its own figures."""
+        if completion is not None:
+            model = completion.model
+            prompt_tokens, completion_tokens = (
+                completion.prompt_tokens,
+                completion.completion_tokens,
+            )
+            cost = completion.cost_usd
+        else:
+            # Nothing reached the model when the prompt was never built: no tokens, no cost.
+            prompt_tokens = self.gateway.count_tokens(model, messages) if messages else 0
+            completion_tokens = generated  # local deltas are single tokens; close enough
+            cost = (
+                self.gateway.cost_usd(model, prompt_tokens, completion_tokens) if messages else 0.0
+            )
+            record_usage(model, decision.route, prompt_tokens, completion_tokens, cost)
+        fields = {
+            "status": "interrupted",
+            "content": shown,
+            "ttft_ms": (first_token - started) * 1000 if first_token else None,
+            "total_ms": (time.perf_counter() - started) * 1000,
+        }
+        spent = (model, prompt_tokens, completion_tokens, cost)
+        return lambda: self._settle(user_id, reply, decision, spent, **fields)
 
     async def _settle(
         self,
@@ -302,3 +320,19 @@ def _done(message_id: int, model: str, route: str, source: Any) -> DoneEvent:
 def _seconds_to_midnight() -> int:
     now = time.time()
     return int(86400 - now % 86400) + 1
+
+
+async def _persist(save: Callable[[], Awaitable[None]], reply_id: int, attempts: int = 3) -> bool:
+    """Run a save, retried while the database is only unavailable (a full pool must not leave
+    the reply "streaming"); False if it never went through. Other errors propagate."""
+    for attempt in range(attempts):
+        try:
+            await save()
+            return True
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            log.warning("coach_save_retry", reply_id=reply_id, attempt=attempt, error=repr(exc))
+            if attempt + 1 < attempts:
+                await anyio.sleep(0.5 * (attempt + 1))
+    return False

@@ -3,27 +3,38 @@ never holds a database connection while the model is generating."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db.models import Conversation, LlmCall, Message
+from app.db.models import Conversation, LlmCall, Message, utcnow
 from app.services.coach.prompt import Turn
 from app.services.coach.views import ConversationView, MessageView
 from app.services.errors import NotFoundError
 
 HISTORY_LIMIT = 200
+# A claim this old belongs to a stream that died with its process (killed, out of memory): no
+# live answer runs this long (its first token is due within COACH_TIMEOUT, max_tokens caps the
+# rest). Such a reply reads as pending again and the next stream writes it.
+STALE_CLAIM = timedelta(minutes=10)
 
 
-def message_view(m: Message) -> MessageView:
+def is_stale_claim(m: Message, now: datetime) -> bool:
+    if m.status != "streaming" or m.claimed_at is None:
+        return False
+    claimed = m.claimed_at if m.claimed_at.tzinfo else m.claimed_at.replace(tzinfo=UTC)  # SQLite
+    return now - claimed > STALE_CLAIM
+
+
+def message_view(m: Message, now: datetime | None = None) -> MessageView:
     return MessageView(
         id=m.id,
         conversation_id=m.conversation_id,
         role=m.role,
         content=m.content,
-        status=m.status,
+        status="pending" if is_stale_claim(m, now or utcnow()) else m.status,
         model=m.model,
         route=m.route,
         created_at=m.created_at,
@@ -73,7 +84,8 @@ class CoachStore:
                 .order_by(Message.id)
                 .limit(HISTORY_LIMIT)
             )
-            return [message_view(m) for m in rows]
+            now = utcnow()
+            return [message_view(m, now) for m in rows]
 
     async def create_conversation(self, user_id: int, title: str = "") -> ConversationView:
         async with self.sessions() as s:
@@ -118,15 +130,20 @@ class CoachStore:
             return msg
 
     async def start(self, reply: Message) -> Context | None:
-        """Claim the reply (pending -> streaming, atomically: one stream per answer) and read
-        its context, in one transaction: one pool checkout, and a failure claims nothing.
-        None when another stream holds the claim."""
+        """Claim the reply (pending, or a stale claim, -> streaming, atomically: one stream per
+        answer) and read its context, in one transaction: one pool checkout, and a failure
+        claims nothing. None when a live stream holds the claim."""
         assert reply.reply_to is not None
+        now = utcnow()
+        claimable = or_(
+            Message.status == "pending",
+            and_(Message.status == "streaming", Message.claimed_at < now - STALE_CLAIM),
+        )
         async with self.sessions() as s:
             claimed = await s.execute(
                 update(Message)
-                .where(Message.id == reply.id, Message.status == "pending")
-                .values(status="streaming")
+                .where(Message.id == reply.id, claimable)
+                .values(status="streaming", claimed_at=now)
             )
             if not getattr(claimed, "rowcount", 0):
                 await s.rollback()
@@ -159,11 +176,17 @@ class CoachStore:
     async def finish_with_ledger(
         self, reply_id: int, ledger: dict[str, Any], **fields: Any
     ) -> None:
-        """The answer and its ledger row land together or not at all."""
+        """The answer and its ledger row land together or not at all, once: only a reply still
+        "streaming" is settled, so a retry after a commit that did land changes nothing."""
         async with self.sessions() as s:
-            await s.execute(update(Message).where(Message.id == reply_id).values(**fields))
-            s.add(LlmCall(**ledger))
-            await s.commit()
+            settled = await s.execute(
+                update(Message)
+                .where(Message.id == reply_id, Message.status == "streaming")
+                .values(**fields)
+            )
+            if getattr(settled, "rowcount", 0):
+                s.add(LlmCall(**ledger))
+                await s.commit()
 
     async def tokens_today(self, user_id: int) -> int:
         midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
