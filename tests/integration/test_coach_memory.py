@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from unittest import mock
 
@@ -23,7 +23,7 @@ from app.services.coach.limits import ChatRateLimiter
 from app.services.coach.memory import MemoryKeeper
 from app.services.coach.prompt import Member
 from app.services.coach.service import BUSY, NOT_SAVED, CoachService
-from app.services.coach.store import STALE_CLAIM, CoachStore, Context
+from app.services.coach.store import DEFAULT_CLAIM_LIFETIME, CoachStore, Context
 from app.services.llm import Completion, LLMGateway, StreamEvent, TokenDelta
 from app.settings import Settings
 
@@ -264,11 +264,21 @@ class BusyOnceStore(CoachStore):
             return await super().start(reply)
         self.busy = False
 
-        async def exhausted(*_: Any, **__: Any) -> None:
-            raise PoolTimeoutError("QueuePool limit of size 1 overflow 0 reached")
+        real = self.sessions
 
-        with mock.patch.object(AsyncSession, "get", exhausted):
+        def sessions() -> AsyncSession:
+            session = real()
+            # this session only (other tasks share the loop): reading after the UPDATE fails
+            session.get = mock.AsyncMock(
+                side_effect=PoolTimeoutError("QueuePool limit of size 1 overflow 0 reached")
+            )
+            return session
+
+        self.sessions = sessions
+        try:
             return await super().start(reply)
+        finally:
+            self.sessions = real
 
 
 async def test_a_full_pool_at_stream_start_is_a_clean_event_and_the_answer_waits(
@@ -289,35 +299,46 @@ async def test_a_full_pool_at_stream_start_is_a_clean_event_and_the_answer_waits
 
 
 class SaveFailsStore(CoachStore):
-    """Settling a reply meets an exhausted pool the first `failures` times."""
+    """Settling a reply meets an exhausted pool the first `failures` times; with `landed`,
+    the first failure comes after the commit went through (a connection lost on its answer)."""
 
     failures = 0
+    landed = False
 
     async def finish_with_ledger(
-        self, reply_id: int, ledger: dict[str, Any], **fields: Any
+        self, reply_id: int, ledger: dict[str, Any], *, claim: datetime, **fields: Any
     ) -> None:
+        if self.landed:
+            self.landed = False
+            await super().finish_with_ledger(reply_id, ledger, claim=claim, **fields)
+            raise PoolTimeoutError("connection lost after COMMIT")
         if self.failures:
             self.failures -= 1
             raise PoolTimeoutError("QueuePool limit of size 1 overflow 0 reached")
-        await super().finish_with_ledger(reply_id, ledger, **fields)
+        await super().finish_with_ledger(reply_id, ledger, claim=claim, **fields)
 
 
 @pytest.mark.parametrize(
-    ("failures", "ending", "status"),
-    [(2, Done, "complete"), (3, Failed, "interrupted")],
-    ids=["saved-on-a-retry", "kept-as-interrupted"],
+    ("failures", "landed", "ending", "status"),
+    [
+        (2, False, Done, "complete"),
+        (0, True, Done, "complete"),
+        (3, False, Failed, "interrupted"),
+    ],
+    ids=["saved-on-a-retry", "retried-after-a-commit-that-landed", "kept-as-interrupted"],
 )
 async def test_a_full_pool_at_the_end_of_an_answer_is_retried_and_never_cuts_the_stream(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
     user_id: int,
     failures: int,
+    landed: bool,
     ending: type,
     status: str,
 ) -> None:
     service, _, _ = build(settings, sessions)
     service.store = store = SaveFailsStore(sessions)
-    store.failures = failures
+    store.failures, store.landed = failures, landed
     posted = await service.post(user_id, "How do I start running?", None)
     events = [e async for e in await service.open_stream(user_id, posted.reply_id)]
     assert isinstance(events[-1], ending)
@@ -354,7 +375,7 @@ async def test_a_dead_streams_claim_expires_and_the_next_stream_writes_the_answe
     shown = await service.store.messages(user_id, posted.conversation_id)
     assert shown[-1].status == "streaming"
 
-    await claim_age(STALE_CLAIM + timedelta(minutes=1))  # its process died
+    await claim_age(DEFAULT_CLAIM_LIFETIME + timedelta(minutes=1))  # its process died
     shown = await service.store.messages(user_id, posted.conversation_id)
     assert shown[-1].status == "pending"  # the page opens a stream for it
     events = [e async for e in await service.open_stream(user_id, posted.reply_id)]

@@ -104,6 +104,8 @@ def test_profile_and_summary_keep_injections_inside_member_data() -> None:
 class CapturingGateway:
     """Stands in for LLMGateway: records the prompt, answers with a fixed text."""
 
+    total_timeout = 60.0
+
     def __init__(self) -> None:
         self.prompts: list[list[dict[str, Any]]] = []
 

@@ -14,7 +14,7 @@ from app.services.coach.limits import ChatRateLimiter
 from app.services.coach.memory import keeper_for
 from app.services.coach.prompt import Member, member
 from app.services.coach.service import CoachService, ProfileLoader
-from app.services.coach.store import CoachStore
+from app.services.coach.store import CoachStore, claim_lifetime
 from app.services.errors import NotFoundError
 from app.services.llm import LLMGateway
 from app.services.reputation import ReputationService
@@ -54,7 +54,7 @@ def build_coach(
     rate_limit_store: Store,
 ) -> CoachService:
     return CoachService(
-        store=CoachStore(sessions),
+        store=CoachStore(sessions, claim_lifetime(gateway.total_timeout, settings.db_pool_timeout)),
         gateway=gateway,
         settings=settings,
         limiter=ChatRateLimiter(rate_limit_store, settings.coach_rate_limit_per_minute),

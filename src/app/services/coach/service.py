@@ -133,8 +133,16 @@ class CoachService:
         model = self.settings.coach_model
         messages: list[dict[str, Any]] = []
         completion: Completion | None = None
+
+        def keep_interrupted() -> Callable[[], Awaitable[None]]:
+            shown = "".join(parts)
+            return self._save_interrupted(
+                user_id, reply, context, decision, model, messages, shown, generated,
+                started, first_token, completion,
+            )  # fmt: skip
+
         try:
-            summary, turns = context
+            summary, turns, _ = context
             member = await self.profile(user_id)  # the router reads its challenges
             # about a millisecond of numpy and tokenizer (which holds the GIL), off the event loop
             text = turns[-1].content if turns else ""
@@ -176,11 +184,15 @@ class CoachService:
                 )
             shown = "".join(parts)
             if not await _persist(
-                lambda: self._save_complete(user_id, reply, decision, completion, shown),
+                lambda: self._save_complete(user_id, reply, context, decision, completion, shown),
                 reply.id,
             ):
+                # Keep the text as interrupted if the database is back, before the event:
+                # once the client has it, the disconnect may cancel this task.
+                await _persist(keep_interrupted(), reply.id)
+                settled = True  # saved, or left "streaming" until its claim expires
                 yield Failed(NOT_SAVED)
-                return  # `finally` tries once more to keep the text, as interrupted
+                return
             settled = True
             if self.after_answer is not None:
                 self.after_answer(reply.conversation_id)
@@ -194,27 +206,18 @@ class CoachService:
                 "route_reason": decision.reason,
                 "error": ("; ".join(exc.attempts) or UNAVAILABLE)[:500],
             }
-            settled = await _persist(lambda: self.store.finish(reply.id, **failed), reply.id)
+            await _persist(
+                lambda: self.store.finish(reply.id, claim=context.claim, **failed), reply.id
+            )
+            settled = True  # saved, or left "streaming" until its claim expires
             yield Failed(UNAVAILABLE)
         finally:
             if not settled:
-                # The client went away (or a save failed): keep what was generated. Shielded,
-                # because the stream's cancel scope would otherwise cancel this write too.
+                # The client went away: keep what was generated. Shielded, because the
+                # stream's cancel scope would otherwise cancel this write too.
                 with anyio.CancelScope(shield=True):
-                    save = self._save_interrupted(
-                        user_id,
-                        reply,
-                        decision,
-                        model,
-                        messages,
-                        "".join(parts),
-                        generated,
-                        started,
-                        first_token,
-                        completion,
-                    )
                     try:
-                        await _persist(save, reply.id)
+                        await _persist(keep_interrupted(), reply.id)
                     except Exception:  # never raise out of `finally`; the claim will expire
                         log.exception("save_interrupted_failed", reply_id=reply.id)
 
@@ -224,12 +227,19 @@ class CoachService:
         return self.settings.small_talk_model
 
     async def _save_complete(
-        self, user_id: int, reply: Message, decision: RouteDecision, c: Completion, shown: str
+        self,
+        user_id: int,
+        reply: Message,
+        context: Context,
+        decision: RouteDecision,
+        c: Completion,
+        shown: str,
     ) -> None:
         """`shown` is what the member saw (the guarded text), not the raw completion."""
         await self._settle(
             user_id,
             reply,
+            context,
             decision,
             (c.model, c.prompt_tokens, c.completion_tokens, c.cost_usd),
             status="complete",
@@ -242,6 +252,7 @@ class CoachService:
         self,
         user_id: int,
         reply: Message,
+        context: Context,
         decision: RouteDecision,
         model: str,
         messages: list[dict[str, Any]],
@@ -275,12 +286,13 @@ class CoachService:
             "total_ms": (time.perf_counter() - started) * 1000,
         }
         spent = (model, prompt_tokens, completion_tokens, cost)
-        return lambda: self._settle(user_id, reply, decision, spent, **fields)
+        return lambda: self._settle(user_id, reply, context, decision, spent, **fields)
 
     async def _settle(
         self,
         user_id: int,
         reply: Message,
+        context: Context,
         decision: RouteDecision,
         spent: tuple[str, int, int, float],
         **fields: Any,
@@ -302,7 +314,7 @@ class CoachService:
             "kind": "answer",
         }
         await self.store.finish_with_ledger(
-            reply.id, ledger, **usage, route_reason=decision.reason, **fields
+            reply.id, ledger, claim=context.claim, **usage, route_reason=decision.reason, **fields
         )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Update, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.models import Conversation, LlmCall, Message, utcnow
@@ -15,26 +15,36 @@ from app.services.coach.views import ConversationView, MessageView
 from app.services.errors import NotFoundError
 
 HISTORY_LIMIT = 200
-# A claim this old belongs to a stream that died with its process (killed, out of memory): no
-# live answer runs this long (its first token is due within COACH_TIMEOUT, max_tokens caps the
-# rest). Such a reply reads as pending again and the next stream writes it.
-STALE_CLAIM = timedelta(minutes=10)
+# A claim older than this belongs to a stream that died with its process (killed, out of
+# memory); such a reply reads as pending again and the next stream writes it. See
+# `claim_lifetime` for the bound a live stream stays under.
+DEFAULT_CLAIM_LIFETIME = timedelta(minutes=10)
 
 
-def is_stale_claim(m: Message, now: datetime) -> bool:
-    if m.status != "streaming" or m.claimed_at is None:
-        return False
-    claimed = m.claimed_at if m.claimed_at.tzinfo else m.claimed_at.replace(tzinfo=UTC)  # SQLite
-    return now - claimed > STALE_CLAIM
+def claim_lifetime(llm_total_timeout: float, db_pool_timeout: float) -> timedelta:
+    """Longer than any live stream: the model's whole deadline plus the saves' retries (two
+    rounds of three tries, each waiting up to the pool timeout), doubled; at least 10 min."""
+    live = llm_total_timeout + 2 * (3 * db_pool_timeout + 1.5)
+    return max(DEFAULT_CLAIM_LIFETIME, timedelta(seconds=2 * live))
 
 
-def message_view(m: Message, now: datetime | None = None) -> MessageView:
+def claimed_at(m: Message) -> datetime:
+    """When the reply was claimed; a claim from before `claimed_at` existed dates from the
+    reply's creation. SQLite returns naive datetimes: they are UTC."""
+    at = m.claimed_at or m.created_at
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def message_view(
+    m: Message, now: datetime | None = None, lifetime: timedelta = DEFAULT_CLAIM_LIFETIME
+) -> MessageView:
+    stale = m.status == "streaming" and (now or utcnow()) - claimed_at(m) > lifetime
     return MessageView(
         id=m.id,
         conversation_id=m.conversation_id,
         role=m.role,
         content=m.content,
-        status="pending" if is_stale_claim(m, now or utcnow()) else m.status,
+        status="pending" if stale else m.status,
         model=m.model,
         route=m.route,
         created_at=m.created_at,
@@ -51,15 +61,22 @@ def conversation_view(c: Conversation) -> ConversationView:
 
 
 class Context(NamedTuple):
-    """What the model sees of a conversation: its summary and the turns after it."""
+    """What the model sees of a conversation (its summary and the turns after it), and the
+    claim's time, which every save of the reply must match."""
 
     summary: str
     turns: list[Turn]
+    claim: datetime
 
 
 class CoachStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        claim_lifetime: timedelta = DEFAULT_CLAIM_LIFETIME,
+    ) -> None:
         self.sessions = sessions
+        self.claim_lifetime = claim_lifetime
 
     async def conversations(self, user_id: int, limit: int = 30) -> list[ConversationView]:
         async with self.sessions() as s:
@@ -85,7 +102,7 @@ class CoachStore:
                 .limit(HISTORY_LIMIT)
             )
             now = utcnow()
-            return [message_view(m, now) for m in rows]
+            return [message_view(m, now, self.claim_lifetime) for m in rows]
 
     async def create_conversation(self, user_id: int, title: str = "") -> ConversationView:
         async with self.sessions() as s:
@@ -135,9 +152,16 @@ class CoachStore:
         claims nothing. None when a live stream holds the claim."""
         assert reply.reply_to is not None
         now = utcnow()
+        expired = now - self.claim_lifetime
         claimable = or_(
             Message.status == "pending",
-            and_(Message.status == "streaming", Message.claimed_at < now - STALE_CLAIM),
+            and_(
+                Message.status == "streaming",
+                or_(
+                    Message.claimed_at < expired,
+                    and_(Message.claimed_at.is_(None), Message.created_at < expired),
+                ),
+            ),
         )
         async with self.sessions() as s:
             claimed = await s.execute(
@@ -161,11 +185,12 @@ class CoachStore:
             rows = await s.scalars(stmt.order_by(Message.id))
             turns = [Turn(m.role, m.content) for m in rows if m.content]
             await s.commit()
-            return Context(conv.summary, turns)
+            return Context(conv.summary, turns, now)
 
-    async def finish(self, reply_id: int, **fields: Any) -> None:
+    async def finish(self, reply_id: int, *, claim: datetime | None = None, **fields: Any) -> None:
+        """Update the reply; with `claim`, only while that claim still holds it."""
         async with self.sessions() as s:
-            await s.execute(update(Message).where(Message.id == reply_id).values(**fields))
+            await s.execute(_held(reply_id, claim).values(**fields))
             await s.commit()
 
     async def record_call(self, **fields: Any) -> None:
@@ -174,15 +199,14 @@ class CoachStore:
             await s.commit()
 
     async def finish_with_ledger(
-        self, reply_id: int, ledger: dict[str, Any], **fields: Any
+        self, reply_id: int, ledger: dict[str, Any], *, claim: datetime, **fields: Any
     ) -> None:
         """The answer and its ledger row land together or not at all, once: only a reply still
-        "streaming" is settled, so a retry after a commit that did land changes nothing."""
+        "streaming" under this claim is settled, so a retry after a commit that did land, or a
+        stream whose expired claim was taken over, changes nothing."""
         async with self.sessions() as s:
             settled = await s.execute(
-                update(Message)
-                .where(Message.id == reply_id, Message.status == "streaming")
-                .values(**fields)
+                _held(reply_id, claim).where(Message.status == "streaming").values(**fields)
             )
             if getattr(settled, "rowcount", 0):
                 s.add(LlmCall(**ledger))
@@ -210,3 +234,8 @@ class CoachStore:
 def _title(text: str) -> str:
     first_line = text.strip().splitlines()[0] if text.strip() else "Conversation"
     return first_line[:60] + ("..." if len(first_line) > 60 else "")
+
+
+def _held(reply_id: int, claim: datetime | None) -> Update:
+    stmt = update(Message).where(Message.id == reply_id)
+    return stmt if claim is None else stmt.where(Message.claimed_at == claim)
