@@ -22,7 +22,7 @@ from app.services.coach.events import Done, Failed, Token
 from app.services.coach.limits import ChatRateLimiter
 from app.services.coach.memory import MemoryKeeper
 from app.services.coach.prompt import Member
-from app.services.coach.service import BUSY, NOT_SAVED, CoachService
+from app.services.coach.service import BUSY, NOT_SAVED, UNAVAILABLE, CoachService
 from app.services.coach.store import DEFAULT_CLAIM_LIFETIME, CoachStore, Context
 from app.services.llm import Completion, LLMGateway, StreamEvent, TokenDelta
 from app.settings import Settings
@@ -350,6 +350,24 @@ async def test_a_full_pool_at_the_end_of_an_answer_is_retried_and_never_cuts_the
         assert reply.content == "".join(ANSWER)
         ledger = await s.scalar(select(func.count()).where(LlmCall.message_id == posted.reply_id))
     assert ledger == 1  # one row whatever the retries
+
+
+async def test_an_unexpected_error_mid_answer_ends_with_an_event_and_keeps_the_text(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], user_id: int
+) -> None:
+    service, _, gateway = build(settings, sessions)
+
+    async def breaks(*_: Any, **__: Any) -> AsyncIterator[StreamEvent]:
+        yield TokenDelta("Plan: ")
+        raise RuntimeError("a bug in a provider adapter")
+
+    gateway.stream = breaks
+    posted = await service.post(user_id, "How do I start running?", None)
+    events = [e async for e in await service.open_stream(user_id, posted.reply_id)]
+    assert events == [Token("Plan: "), Failed(UNAVAILABLE)]
+    async with sessions() as s:
+        reply = await s.get(Message, posted.reply_id)
+        assert reply is not None and (reply.status, reply.content) == ("interrupted", "Plan: ")
 
 
 async def test_a_dead_streams_claim_expires_and_the_next_stream_writes_the_answer(

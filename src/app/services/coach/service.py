@@ -21,7 +21,7 @@ from app.services.coach.guard import RULE_SPANS, LeakGuard
 from app.services.coach.limits import ChatRateLimiter
 from app.services.coach.prompt import Member, build_prompt
 from app.services.coach.routing import COACHING, RouteDecision, classify
-from app.services.coach.store import CoachStore, Context
+from app.services.coach.store import ClaimLostError, CoachStore, Context
 from app.services.coach.views import DoneEvent, PostedMessage
 from app.services.errors import InvalidInputError, NotFoundError, RateLimitedError
 from app.services.llm import Completion, LLMGateway, LLMUnavailable, TokenDelta
@@ -116,8 +116,10 @@ class CoachService:
         if context is None:
             yield Failed("This answer is already being written in another window.")
             return
-        async for event in self._generate(user_id, reply, context):
-            yield event
+        # closed with this generator, so a disconnect runs its cleanup at once, not at GC
+        async with contextlib.aclosing(self._generate(user_id, reply, context)) as events:
+            async for event in events:
+                yield event
 
     async def _generate(
         self, user_id: int, reply: Message, context: Context
@@ -211,6 +213,17 @@ class CoachService:
             )
             settled = True  # saved, or left "streaming" until its claim expires
             yield Failed(UNAVAILABLE)
+        except ClaimLostError:  # its claim expired and another stream writes the answer now
+            settled = True
+            yield Failed(NOT_SAVED)
+        except Exception:
+            # A bug, or a database error that retrying cannot mend: keep what was shown and
+            # end with an event rather than a cut connection.
+            log.exception("coach_stream_failed", reply_id=reply.id)
+            with contextlib.suppress(Exception):
+                await _persist(keep_interrupted(), reply.id)
+            settled = True
+            yield Failed(UNAVAILABLE)
         finally:
             if not settled:
                 # The client went away: keep what was generated. Shielded, because the
@@ -218,6 +231,8 @@ class CoachService:
                 with anyio.CancelScope(shield=True):
                     try:
                         await _persist(keep_interrupted(), reply.id)
+                    except ClaimLostError:
+                        log.info("save_interrupted_claim_lost", reply_id=reply.id)
                     except Exception:  # never raise out of `finally`; the claim will expire
                         log.exception("save_interrupted_failed", reply_id=reply.id)
 

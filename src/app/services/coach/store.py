@@ -60,6 +60,10 @@ def conversation_view(c: Conversation) -> ConversationView:
     )
 
 
+class ClaimLostError(Exception):
+    """The reply's claim expired and another stream took it over: this one may not save."""
+
+
 class Context(NamedTuple):
     """What the model sees of a conversation (its summary and the turns after it), and the
     claim's time, which every save of the reply must match."""
@@ -202,8 +206,8 @@ class CoachStore:
         self, reply_id: int, ledger: dict[str, Any], *, claim: datetime, **fields: Any
     ) -> None:
         """The answer and its ledger row land together or not at all, once: only a reply still
-        "streaming" under this claim is settled, so a retry after a commit that did land, or a
-        stream whose expired claim was taken over, changes nothing."""
+        "streaming" under this claim is settled, so a retry after a commit that did land
+        changes nothing. Raises ClaimLostError if another stream took the reply over."""
         async with self.sessions() as s:
             settled = await s.execute(
                 _held(reply_id, claim).where(Message.status == "streaming").values(**fields)
@@ -211,6 +215,12 @@ class CoachStore:
             if getattr(settled, "rowcount", 0):
                 s.add(LlmCall(**ledger))
                 await s.commit()
+                return
+            ours = await s.scalar(
+                select(Message.id).where(Message.id == reply_id, Message.claimed_at == claim)
+            )
+            if ours is None:
+                raise ClaimLostError(f"reply {reply_id} was claimed by another stream")
 
     async def tokens_today(self, user_id: int) -> int:
         midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
