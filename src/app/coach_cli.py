@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -155,10 +156,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     timings.sort()
     cpu.sort()
     at = min(len(timings) - 1, int(len(timings) * 0.99))
+    scores = evaluate(rows)
+    n = int(scores["n"])
     print(
         json.dumps(
             {
-                **evaluate(rows),
+                **scores,
+                # how far a split of this size can sit from the router's true accuracy
+                "accuracy_95ci": wilson_interval(round(scores["accuracy"] * n), n),
                 "p50_ms": round(timings[len(timings) // 2], 4),
                 "p99_ms": round(timings[at], 4),
                 "p99_cpu_ms": round(cpu[at], 4),
@@ -166,3 +171,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> list[float]:
+    """The Wilson score interval of a proportion (95 % for z = 1.96), rounded to 0.1 %."""
+    if n == 0:
+        return [0.0, 1.0]
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(max(0.0, centre - half), 3), round(min(1.0, centre + half), 3)]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from app.coach_cli import ROUTING_DIR
+from app.coach_cli import ROUTING_DIR, wilson_interval
 from app.services.coach.prompt import Turn, turns
 from app.services.coach.routing import COACHING, SMALL_TALK, classify, evaluate
 from app.services.coach.routing_model import challenges_of, train
@@ -112,6 +112,14 @@ def test_heldout_accuracy_target() -> None:
     result = evaluate(_rows("heldout"))
     assert result["n"] >= 400
     assert result["accuracy"] >= 0.95
+
+
+def test_the_accuracy_interval_is_wilsons() -> None:
+    """eval-router prints it: how far a split of this size can sit from the true accuracy."""
+    assert wilson_interval(712, 840) == [0.822, 0.87]  # c-held-11 + c-held-12
+    assert wilson_interval(0, 10) == [0.0, 0.278]
+    assert wilson_interval(10, 10) == [0.722, 1.0]
+    assert wilson_interval(0, 0) == [0.0, 1.0]
 
 
 def test_heldout_expensive_mistakes_target() -> None:
