@@ -321,3 +321,22 @@ async def test_failure_after_the_first_token_is_not_retried(
     assert "".join(deltas) == "Walk after "
     assert caught.value.partial_text == "Walk after "
     assert len(caught.value.attempts) == 1
+
+
+def test_litellm_logs_no_plain_text_line_per_call() -> None:
+    """Its INFO line per call is not JSON and would sit between our JSON log lines. The served
+    app's root logger is at INFO (Litestar's logging config), which litellm's loggers inherit."""
+    import logging
+
+    from app.services.llm.gateway import load_litellm
+
+    load_litellm()  # once per process (cached)
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(logging.INFO)
+    try:
+        for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+            assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+        assert logging.getLogger("LiteLLM").isEnabledFor(logging.WARNING)
+    finally:
+        root.setLevel(before)

@@ -101,6 +101,10 @@ def load_litellm() -> Any:
     provider.register()
     import litellm
 
+    # litellm logs a plain-text INFO line per call ("LiteLLM completion() model= ..."), which
+    # would break the JSON log lines and cost time on every answer; its warnings still show.
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     return litellm
 
 
