@@ -330,7 +330,7 @@ def test_litellm_logs_no_plain_text_line_per_call() -> None:
 
     from app.services.llm.gateway import load_litellm
 
-    load_litellm()  # once per process (cached)
+    assert load_litellm().suppress_debug_info  # no "Give Feedback" print on each error
     root = logging.getLogger()
     before = root.level
     root.setLevel(logging.INFO)

@@ -16,11 +16,11 @@ conversation at a time, re-run if more turns left meanwhile) does the work:
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -29,7 +29,7 @@ from app.services.coach.routing_model import domain_hits, tokens
 from app.services.llm import LLMGateway, LLMUnavailable
 from app.settings import Settings
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger("app.coach.memory")
 
 SUMMARY_ROUTE = "summary"
 SUMMARY_MAX_TOKENS = 64
@@ -229,7 +229,7 @@ class MemoryKeeper:
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    log.exception("summary update failed for conversation %s", conversation_id)
+                    log.exception("summary_update_failed", conversation_id=conversation_id)
                 if conversation_id not in self._again:
                     return
         finally:
@@ -314,7 +314,7 @@ class MemoryKeeper:
                 cost_usd=done.cost_usd,
             )
         except LLMUnavailable as exc:  # the extractive memory alone is still useful
-            log.warning("summary model unavailable, extractive memory only: %s", exc)
+            log.warning("summary_model_unavailable", fallback="extractive memory", error=str(exc))
         summary = merge(
             fold.previous, salient_lines(fold.turns), recap, self.settings.coach_summary_max_chars
         )

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+import structlog
 from prometheus_client import Counter, Histogram
 
 from app.settings import Settings, get_settings
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger("app.llm")
 LOCAL_PREFIX = "local/"
 
 Message = dict[str, Any]
@@ -105,6 +106,7 @@ def load_litellm() -> Any:
     # would break the JSON log lines and cost time on every answer; its warnings still show.
     for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    litellm.suppress_debug_info = True  # its "Give Feedback / Get Help" print on every error
     return litellm
 
 
@@ -173,7 +175,7 @@ class LLMGateway:
                 model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
             )
         except Exception as exc:
-            log.warning("no price for model %s: %s", model, exc)
+            log.warning("llm_no_price", model=model, error=str(exc))
             return 0.0
         return float(prompt_cost) + float(completion_cost)
 
@@ -253,7 +255,7 @@ class LLMGateway:
                     yield event
                 return
             except _AttemptFailed as exc:
-                log.warning("llm attempt failed (%s), route=%s", exc, route)
+                log.warning("llm_attempt_failed", attempt=str(exc), route=route)
                 failures.append(str(exc))
                 retry_same = exc.retryable
             finally:
@@ -390,7 +392,7 @@ async def _close_quietly(response: Any) -> None:
     try:
         await aclose()
     except Exception as exc:
-        log.debug("closing a model stream failed: %s", exc)
+        log.debug("llm_stream_close_failed", error=repr(exc))
 
 
 def _describe(exc: BaseException) -> str:
