@@ -256,7 +256,7 @@ class CoachService:
             reply,
             context,
             decision,
-            (c.model, c.prompt_tokens, c.completion_tokens, c.cost_usd),
+            _spent(c),
             status="complete",
             content=shown,
             ttft_ms=c.ttft_ms,
@@ -280,12 +280,7 @@ class CoachService:
         """Count the usage now (once), and return the save, which may be retried. A finished
         completion (its save failed) was counted by the gateway and carries its own figures."""
         if completion is not None:
-            model = completion.model
-            prompt_tokens, completion_tokens = (
-                completion.prompt_tokens,
-                completion.completion_tokens,
-            )
-            cost = completion.cost_usd
+            model, prompt_tokens, completion_tokens, cost = _spent(completion)
         else:
             # Nothing reached the model when the prompt was never built: no tokens, no cost.
             prompt_tokens = self.gateway.count_tokens(model, messages) if messages else 0
@@ -331,6 +326,10 @@ class CoachService:
         await self.store.finish_with_ledger(
             reply.id, ledger, claim=context.claim, **usage, route_reason=decision.reason, **fields
         )
+
+
+def _spent(c: Completion) -> tuple[str, int, int, float]:
+    return c.model, c.prompt_tokens, c.completion_tokens, c.cost_usd
 
 
 def _done(message_id: int, model: str, route: str, source: Any) -> DoneEvent:

@@ -161,10 +161,7 @@ class CoachStore:
             Message.status == "pending",
             and_(
                 Message.status == "streaming",
-                or_(
-                    Message.claimed_at < expired,
-                    and_(Message.claimed_at.is_(None), Message.created_at < expired),
-                ),
+                func.coalesce(Message.claimed_at, Message.created_at) < expired,  # `claimed_at()`
             ),
         )
         async with self.sessions() as s:

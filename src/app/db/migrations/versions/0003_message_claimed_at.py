@@ -19,9 +19,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.add_column(sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True))
-    # Replies left "streaming" by a dead stream before this column existed: their claim dates
-    # from their creation, so they expire like any other.
-    op.execute("UPDATE messages SET claimed_at = created_at WHERE status = 'streaming'")
+    # No backfill: a claim without claimed_at dates from its reply's creation (store.claimed_at).
 
 
 def downgrade() -> None:
