@@ -87,14 +87,6 @@ STRONG_STEMS = tuple(
 _PROGRESS = re.compile(
     r"\b(?:day|week|month|tag|d[ií]a|jour|giorno|dag)\s*#?\d+\b|\bin a row\b|\bi did it\b"
 )
-# "my run", "my duolingo": the member's own habit, named as theirs. Whole words, not stems:
-# "my train", "my plant" and "my mornings" are everyday talk.
-OWN_HABITS = frozenset(
-    """run runs running jog jogs walk walks workout workouts training reading pages meditation
-    meditating journal journaling practice practise streak habit habits goal goals plan
-    challenge steps yoga gym stretches stretching lesson lessons duolingo sleep bedtime savings
-    budget diet water swim swims session sessions routine reps sets""".split()  # noqa: SIM905
-)
 # Domain words the word tokens split ("push-ups" -> push, ups; "5k" -> 5, k): matched on text.
 _SPLIT_STEMS = re.compile(r"\bpush-ups?\b|\bcheck-ins?\b|\b\d+ ?k\b(?! ?(?:views|likes|followers))")
 
@@ -120,14 +112,6 @@ def _text_hits(low: str) -> int:
     """What the word tokens cannot see: split domain words ("push-ups", "5k") and a progress
     report ("day 30"), counted on the lower-cased text."""
     return len(_SPLIT_STEMS.findall(low)) + bool(_PROGRESS.search(low))
-
-
-def names_own_habit(text: str) -> bool:
-    """Does the member name a habit as theirs ("did my run along the river", "my sleep is a
-    mess")? On the training and calibration rows this decides, 93 are coaching and 4 small
-    talk ("just saying hi before my run")."""
-    words = tokens(text)
-    return any(a == "my" and b in OWN_HABITS for a, b in itertools.pairwise(words))
 
 
 def word_count(words: Sequence[str]) -> int:
