@@ -10,7 +10,9 @@ rules (at 737a961 it weighs the four rules the next commit dropped, on that comm
     PYTHONPATH=src .venv/bin/python benchmarks/router_probes/rule_ablation.py [REASON ...]
 
 With reasons (``"rule: laughter"``), those rules go off together; without, each rule alone, all
-of them, and every rule that routes small talk.
+of them, and every rule that routes small talk. With ``--logits DIR``, the scores are the
+``logits-seed*.npy`` that ``bagging.py`` saved (fits from other seeds; a fit does not depend on
+the rules) instead of the shipped model's, one block per seed.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import inspect
 import json
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,18 +67,25 @@ def split_halves(p: Any, small_talk: Any, rule: Any, budget: float) -> str:
     return f"{np.mean(accuracies):.2%} (sd {np.std(accuracies):.2%}), cheap {cheap / coaching:.2%}"
 
 
-def main(reasons: list[str]) -> int:
+def main(args: list[str]) -> int:
+    logits = Path(args[args.index("--logits") + 1]) if "--logits" in args else None
+    reasons = [a for a in args if a != "--logits" and (logits is None or a != str(logits))]
     decide, off, every = switchable_rules()
     path = DATA_DIR / "routing" / "calibration.jsonl"
     rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
     histories = [turns(r.get("history")) for r in rows]
     router = routing.model()
-    p = np.array(
-        [
-            router.p_small_talk(r["text"], h, challenges_of(r))
-            for r, h in zip(rows, histories, strict=True)
-        ]
-    )
+    if logits:
+        scores = {f.stem: np.load(f) for f in sorted(logits.glob("logits-seed*.npy"))}
+    else:
+        scores = {
+            "shipped model": np.array(
+                [
+                    router.p_small_talk(r["text"], h, challenges_of(r))
+                    for r, h in zip(rows, histories, strict=True)
+                ]
+            )
+        }
     small_talk = np.array([r["label"] == routing.SMALL_TALK for r in rows])
 
     def rules_with(switched_off: set[str]) -> Any:
@@ -90,17 +100,19 @@ def main(reasons: list[str]) -> int:
         print(f"no such rule: {sorted(unknown)}; the rules: {list(every)}", file=sys.stderr)
         return 2
     small = {reason for reason, route in every.items() if route == "SMALL_TALK"}
-    configs = {"rules as they are": set()}
+    configs: dict[str, set[str]] = {"rules as they are": set()}
     if reasons:
         configs["off: " + ", ".join(reasons)] = set(reasons)
     else:
         configs |= {f"off: {r}": {r} for r in every}
         configs |= {"off: every small-talk rule": small, "off: every rule": set(every)}
-    print(f"{path.name}: {len(rows)} rows; threshold {router.threshold}; {SPLITS} split halves")
-    for name, switched_off in configs.items():
-        rule = rules_with(switched_off)
-        cells = [f"{b:.2%}: {split_halves(p, small_talk, rule, b)}" for b in BUDGETS]
-        print(f"{name:55s} " + " | ".join(cells), flush=True)
+    print(f"{path.name}: {len(rows)} rows; {SPLITS} split halves")
+    rules = {name: rules_with(switched_off) for name, switched_off in configs.items()}
+    for source, p in scores.items():
+        print(f"# {source}")
+        for name, rule in rules.items():
+            cells = [f"{b:.2%}: {split_halves(p, small_talk, rule, b)}" for b in BUDGETS]
+            print(f"{name:55s} " + " | ".join(cells), flush=True)
     return 0
 
 
