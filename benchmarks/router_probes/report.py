@@ -12,31 +12,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-
-from app.services.coach.routing_model import model_miss_allowance
+from _halves import probabilities, split_halves
 
 BUDGETS = (0.005, 0.0075, 0.01, 0.02)
-
-
-def split_halves(z: Any, small_talk: Any, rule: Any, budget: float) -> tuple[float, int, int]:
-    """Mean accuracy, and coaching rows sent cheap out of all coaching rows scored."""
-    accuracies, cheap, coaching = [], 0, 0
-    for seed in range(3):
-        order = np.random.default_rng(100 + seed).permutation(len(z))
-        halves = (order[: len(z) // 2], order[len(z) // 2 :])
-        for setter, scored in (halves, halves[::-1]):
-            rows = setter[~small_talk[setter]]
-            allowed = model_miss_allowance(budget, len(rows), int((rule[rows] == 1).sum()))
-            bar = np.sort(z[rows[rule[rows] == 0]])[::-1][allowed]
-            model = z[scored] > bar
-            cheap_route = np.where(rule[scored] == 0, model, rule[scored] == 1)
-            accuracies.append(float((cheap_route == small_talk[scored]).mean()))
-            cheap += int((cheap_route & ~small_talk[scored]).sum())
-            coaching += int((~small_talk[scored]).sum())
-    return float(np.mean(accuracies)), cheap, coaching
+SPLITS = 3
 
 
 def main(folder: Path) -> None:
@@ -60,8 +41,10 @@ def main(folder: Path) -> None:
     for name, z in candidates.items():
         cells = []
         for budget in BUDGETS:
-            accuracy, cheap, coaching = split_halves(z, small_talk, rule, budget)
-            cells.append(f"{budget:.2%}: {accuracy:.2%} ({cheap}/{coaching} cheap)")
+            halves = split_halves(probabilities(z), small_talk, rule, budget, SPLITS)
+            cells.append(
+                f"{budget:.2%}: {halves.accuracy:.2%} ({halves.cheap}/{halves.coaching} cheap)"
+            )
         print(f"{name:20s} " + "  ".join(cells))
 
 

@@ -1,118 +1,106 @@
 """Probe: what each routing rule is worth against the model deciding its rows, on split halves
-of the calibration rows (each half sets the threshold for the other, the rules' misses counted
-first, as train-router does; ten splits), at three budgets of coaching sent cheap.
+of the calibration rows (``_halves``: ten splits, three budgets of coaching sent cheap).
 
 A rule is switched off by rewriting ``rule_decision``'s source so that its ``return`` is
 skipped: the message falls through to the later rules, as it would with the rule deleted
 (production code keeps no switch for a probe). Run it at any commit to weigh that commit's
-rules (at 737a961 it weighs the four rules the next commit dropped, on that commit's data):
+rules; session 13 ran it in a worktree of 737a961, with the calibration file of 3942b06, to
+weigh the four rules 3942b06 dropped:
 
-    PYTHONPATH=src .venv/bin/python benchmarks/router_probes/rule_ablation.py [REASON ...]
+    PYTHONPATH=src .venv/bin/python benchmarks/router_probes/rule_ablation.py \
+        [--logits DIR] [REASON ...]
 
 With reasons (``"rule: laughter"``), those rules go off together; without, each rule alone, all
 of them, and every rule that routes small talk. With ``--logits DIR``, the scores are the
-``logits-seed*.npy`` that ``bagging.py`` saved (fits from other seeds; a fit does not depend on
-the rules) instead of the shipped model's, one block per seed.
+``logits-*.npy`` that ``bagging.py`` saved (fits from other seeds; a fit does not depend on the
+rules) instead of the shipped model's, one block per file.
 """
 
 from __future__ import annotations
 
+import argparse
 import inspect
-import json
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _halves import at_budgets, probabilities, read_rows, rule_codes
 
 import app.services.coach.routing as routing
 from app.services.coach.prompt import turns
-from app.services.coach.routing_model import DATA_DIR, challenges_of, model_miss_allowance
+from app.services.coach.routing_model import challenges_of
 
-BUDGETS = (0.005, 0.0075, 0.01)
-SPLITS = 10
-_RETURN = re.compile(r'^( +)return (RouteDecision\(\w+, "([^"]+)"\))$', re.M)
+# One rule: `return RouteDecision(ROUTE, "reason")` on a line of its own.
+_RETURN = re.compile(r'^( +)return (RouteDecision\((\w+), "([^"]+)"\))$', re.M)
 
 
-def switchable_rules() -> tuple[Any, set[str], dict[str, str]]:
-    """``rule_decision`` rebuilt so the reasons in the returned set are skipped, and each
-    rule's reason with its route."""
+def switchable_rules() -> tuple[set[str], dict[str, str]]:
+    """Swap ``routing.rule_decision`` for a copy whose rules are skipped while their reason is
+    in the returned set (``in_coaching_thread`` follows earlier messages through the module's
+    ``rule_decision``, so it sees the copy too); and each rule's reason with its route."""
     source = inspect.getsource(routing.rule_decision)
+    rules = list(_RETURN.finditer(source))
+    if len(rules) != source.count("return RouteDecision("):
+        raise SystemExit("rule_decision has a rule this probe cannot switch off: fix _RETURN")
     guarded = _RETURN.sub(
-        lambda m: f'{m[1]}if "{m[3]}" not in OFF:\n{m[1]}    return {m[2]}', source
+        lambda m: f'{m[1]}if "{m[4]}" not in OFF:\n{m[1]}    return {m[2]}', source
     )
     off: set[str] = set()
     scope = dict(vars(routing), OFF=off)
     exec(guarded, scope)  # noqa: S102 - the module's own source, rewritten above
-    # in_coaching_thread follows earlier messages through the rules: give it the rebuilt ones.
-    routing.in_coaching_thread.__globals__["rule_decision"] = scope["rule_decision"]
-    routes = {m[3]: m[2].split("(")[1].split(",")[0] for m in _RETURN.finditer(source)}
-    return scope["rule_decision"], off, dict(sorted(routes.items()))
+    routing.rule_decision = scope["rule_decision"]
+    return off, {m[4]: m[3] for m in sorted(rules, key=lambda m: m[4])}
 
 
-def split_halves(p: Any, small_talk: Any, rule: Any, budget: float) -> str:
-    accuracies, cheap, coaching = [], 0, 0
-    for seed in range(SPLITS):
-        order = np.random.default_rng(100 + seed).permutation(len(p))
-        halves = (order[: len(p) // 2], order[len(p) // 2 :])
-        for setter, scored in (halves, halves[::-1]):
-            rows = setter[~small_talk[setter]]
-            allowed = model_miss_allowance(budget, len(rows), int((rule[rows] == 1).sum()))
-            bar = np.sort(p[rows[rule[rows] == 0]])[::-1][allowed]
-            cheap_route = np.where(rule[scored] == 0, p[scored] > bar, rule[scored] == 1)
-            accuracies.append(float((cheap_route == small_talk[scored]).mean()))
-            cheap += int((cheap_route & ~small_talk[scored]).sum())
-            coaching += int((~small_talk[scored]).sum())
-    return f"{np.mean(accuracies):.2%} (sd {np.std(accuracies):.2%}), cheap {cheap / coaching:.2%}"
-
-
-def main(args: list[str]) -> int:
-    logits = Path(args[args.index("--logits") + 1]) if "--logits" in args else None
-    reasons = [a for a in args if a != "--logits" and (logits is None or a != str(logits))]
-    decide, off, every = switchable_rules()
-    path = DATA_DIR / "routing" / "calibration.jsonl"
-    rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--logits", type=Path, help="score with bagging.py's saved logits")
+    parser.add_argument("reasons", nargs="*", help="switch these rules off together")
+    args = parser.parse_args(argv)
+    off, every = switchable_rules()
+    unknown = set(args.reasons) - set(every)
+    if unknown:
+        print(f"no such rule: {sorted(unknown)}; the rules: {list(every)}", file=sys.stderr)
+        return 2
+    rows = read_rows("calibration")
     histories = [turns(r.get("history")) for r in rows]
-    router = routing.model()
-    if logits:
-        scores = {f.stem: np.load(f) for f in sorted(logits.glob("logits-seed*.npy"))}
+    scores: dict[str, Any] = {}
+    if args.logits:
+        scores = {f.stem: probabilities(np.load(f)) for f in sorted(args.logits.glob("logits-*"))}
+        if not scores or any(len(p) != len(rows) for p in scores.values()):
+            print(f"no logits for these {len(rows)} rows in {args.logits}", file=sys.stderr)
+            return 2
     else:
-        scores = {
-            "shipped model": np.array(
-                [
-                    router.p_small_talk(r["text"], h, challenges_of(r))
-                    for r, h in zip(rows, histories, strict=True)
-                ]
-            )
-        }
+        router = routing.model()
+        scores["shipped model"] = np.array(
+            [
+                router.p_small_talk(r["text"], h, challenges_of(r))
+                for r, h in zip(rows, histories, strict=True)
+            ]
+        )
     small_talk = np.array([r["label"] == routing.SMALL_TALK for r in rows])
 
     def rules_with(switched_off: set[str]) -> Any:
         off.clear()
         off.update(switched_off)
-        decisions = [decide(h, r["text"]) for r, h in zip(rows, histories, strict=True)]
-        codes = {None: 0, routing.SMALL_TALK: 1, routing.COACHING: 2}
-        return np.array([codes[d.route if d else None] for d in decisions])
+        pairs = zip(rows, histories, strict=True)
+        return rule_codes(routing.rule_decision(h, r["text"]) for r, h in pairs)
 
-    unknown = set(reasons) - set(every)
-    if unknown:
-        print(f"no such rule: {sorted(unknown)}; the rules: {list(every)}", file=sys.stderr)
-        return 2
-    small = {reason for reason, route in every.items() if route == "SMALL_TALK"}
     configs: dict[str, set[str]] = {"rules as they are": set()}
-    if reasons:
-        configs["off: " + ", ".join(reasons)] = set(reasons)
+    if args.reasons:
+        configs["off: " + ", ".join(args.reasons)] = set(args.reasons)
     else:
+        small = {reason for reason, route in every.items() if route == "SMALL_TALK"}
         configs |= {f"off: {r}": {r} for r in every}
         configs |= {"off: every small-talk rule": small, "off: every rule": set(every)}
-    print(f"{path.name}: {len(rows)} rows; {SPLITS} split halves")
-    rules = {name: rules_with(switched_off) for name, switched_off in configs.items()}
+    codes = {name: rules_with(switched_off) for name, switched_off in configs.items()}
+    print(f"calibration.jsonl: {len(rows)} rows; ten split halves")
     for source, p in scores.items():
         print(f"# {source}")
-        for name, rule in rules.items():
-            cells = [f"{b:.2%}: {split_halves(p, small_talk, rule, b)}" for b in BUDGETS]
-            print(f"{name:55s} " + " | ".join(cells), flush=True)
+        for name, rule in codes.items():
+            print(f"{name:55s} {at_budgets(p, small_talk, rule)}", flush=True)
     return 0
 
 

@@ -76,7 +76,7 @@ SOCIAL = frozenset(
     love you|miss you""".split("|")  # noqa: SIM905
 )
 # Answers and agreement ("yes", "haha ok", "good idea") are coaching after the coach proposed
-# or asked something about the member's habits; elsewhere they are social.
+# or asked something about the member's habits; elsewhere the model reads them in context.
 AGREEING = frozenset(
     p.strip()
     for p in """good idea|great idea|nice idea|good to know|love it|love that|sounds good|
@@ -239,7 +239,8 @@ def in_coaching_thread(history: Sequence[Turn], depth: int = THREAD_LOOKBACK) ->
     """Is the conversation in a coaching thread? Yes if the coach's last turn was about the
     member's habits (two or more coaching words: a plan) or asked about them, or, unless the
     coach just asked something social, the member's previous message was about their habits
-    (coaching words, or coaching by the rules: followed through short replies)."""
+    (coaching words, or coaching by the rules: followed back through agreements such as "yes"
+    to a plan)."""
     if not history or history[-1].role != "assistant":
         return False
     coach = history[-1].content
@@ -265,7 +266,8 @@ def rule_decision(
     all but a handful of the calibration rows they decide; looser ones (coaching vocabulary, a
     habit named as the member's own, a short reply in a coaching thread, agreement outside
     one) cost 0.9 points of accuracy on split halves of calibration against the model
-    deciding those rows, at the same share of coaching sent cheap."""
+    deciding those rows (coaching sent cheap 0.51 % with them, 0.54 % without; the budget
+    is 0.5 %)."""
     if not text.strip():
         return RouteDecision(COACHING, "rule: empty message (default to coaching)")
     kind = social_kind(text)

@@ -75,8 +75,9 @@ ADVICE_PATTERNS = re.compile(
 
 
 _LONG_STEMS = tuple(s for s in COACHING_STEMS if len(s) >= 5)
-# Stems that name the coaching domain in any sentence. The rest of COACHING_STEMS ("sleep",
-# "walk", "week", "tired") is everyday talk too: the model weighs those, the rules do not.
+# Stems that name the coaching domain in any sentence: a feature of the model, and what makes
+# the coach's turn a plan for the rules. The rest of COACHING_STEMS ("sleep", "walk", "week",
+# "tired") is everyday talk too.
 STRONG_STEMS = tuple(
     """habit streak goal challeng checkin routine workout exercis pushup plank squat meditat
     journal calori hydrat motivat consisten procrastinat relaps accountab disciplin burnout
