@@ -6,7 +6,7 @@ import subprocess
 import sys
 import threading
 
-from app.services.llm.local_model import find_smollm2_gguf, get_smollm2
+from app.services.llm.local_model import LocalModel, find_smollm2_gguf, get_smollm2
 
 MESSAGES = [
     {"role": "system", "content": "You are a concise fitness coach."},
@@ -35,6 +35,34 @@ def test_generate_counts_tokens_and_honours_max_tokens() -> None:
     assert result.prompt_tokens > 10
     assert 1 <= result.completion_tokens <= 8
     assert "".join(parts).strip()
+
+
+def test_a_closed_model_loads_again_and_a_generation_holds_off_the_close() -> None:
+    model = LocalModel(find_smollm2_gguf())
+    model.load()
+    model.close()
+    assert model._llama is None
+    parts: list[str] = []
+    assert model.generate(MESSAGES, max_tokens=2, temperature=0.0, emit=parts.append).prompt_tokens
+    with model._run_lock:  # a generation holds the model: close leaves it loaded
+        model.close(wait=0.05)
+    assert model._llama is not None
+    model.close()
+
+
+def test_the_model_is_freed_before_the_interpreter_tears_modules_down() -> None:
+    """Left to Llama.__del__ at exit, llama.cpp's bindings may be gone already."""
+    code = (
+        "from app.services.llm.local_model import get_smollm2; "
+        "import llama_cpp.llama as l; freed = []; close = l.Llama.close; "
+        "l.Llama.close = lambda self: (freed.append(1), close(self)); "
+        "import atexit; "  # atexit runs last-in first-out: this check after the model's close
+        "atexit.register(lambda: print('freed before exit' if freed else 'not freed')); "
+        "get_smollm2().load()"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "freed before exit" in done.stdout
+    assert "Exception ignored" not in done.stderr
 
 
 def test_cancel_before_start_generates_nothing() -> None:

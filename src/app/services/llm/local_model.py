@@ -10,6 +10,7 @@ stops within one token's time. Nothing here imports litellm.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import codecs
 import importlib.util
 import threading
@@ -115,7 +116,23 @@ class LocalModel:
                 self._stop_ids = frozenset(stop_ids)
                 self.load_seconds = time.perf_counter() - started
                 self._llama = llama
+                atexit.register(self.close)
         return self._llama
+
+    def close(self, wait: float = 5.0) -> None:
+        """Free the model now (it loads again on next use). Registered at exit: left to
+        ``Llama.__del__`` it is freed while the interpreter tears modules down, after
+        llama.cpp's bindings are gone ("'NoneType' object is not callable"). Never under a
+        running generation: if one holds the model past `wait` seconds, it is left as is."""
+        if not self._run_lock.acquire(timeout=wait):
+            return
+        try:
+            with self._load_lock:
+                llama, self._llama = self._llama, None
+        finally:
+            self._run_lock.release()
+        if llama is not None:
+            llama.close()
 
     def count_prompt_tokens(self, messages: Sequence[dict[str, Any]]) -> int:
         """Exact prompt size for these messages after the chat template (loads the model)."""
