@@ -5,18 +5,34 @@ above the allowed-th highest coaching score, never below 0.5)."""
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from app.services.coach import routing_fit, routing_model
 from app.services.coach.routing import SMALL_TALK, RouteDecision
 from app.services.coach.routing_model import DATA_DIR, model_miss_allowance
 
 BUDGETS = (0.005, 0.0075, 0.01)
 MODEL, RULE_SMALL_TALK, RULE_COACHING = 0, 1, 2  # who routes a row, and how
+LOGITS_DIR = Path("var/bagging")  # bagging.py's fits, by fit_hash, weight and seed
+
+
+def fit_hash() -> str:
+    """What a fit depends on: the training and calibration rows and the fitting code (not
+    the rules), so saved logits are reused only for the same fit."""
+    digest = hashlib.sha256()
+    for name in ("train", "calibration"):
+        digest.update((DATA_DIR / "routing" / f"{name}.jsonl").read_bytes())
+    for module in (routing_fit, routing_model):
+        digest.update(inspect.getsource(module).encode())
+    return digest.hexdigest()[:10]
 
 
 def read_rows(name: str) -> list[dict[str, Any]]:

@@ -8,32 +8,29 @@ class weight: the bar is set by the coaching rows that look most like small talk
         [--repeat-coaching 1]
 
 Each fit's logits on the calibration rows are kept in var/bagging/ (named by the seed, the
-weight and a hash of the training and calibration files), for ``rule_ablation.py --logits``.
+weight and ``_halves.fit_hash``), for ``rule_ablation.py --logits``.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import time
-from pathlib import Path
 
 import numpy as np
-from _halves import at_budgets, probabilities, read_rows, rule_codes, split_halves
+from _halves import (
+    LOGITS_DIR,
+    at_budgets,
+    fit_hash,
+    probabilities,
+    read_rows,
+    rule_codes,
+    split_halves,
+)
 
 from app.services.coach import routing_fit
 from app.services.coach.prompt import turns
 from app.services.coach.routing import SMALL_TALK, rule_decision, rule_route
-from app.services.coach.routing_model import DATA_DIR, challenges_of, train
-
-CACHE = Path("var/bagging")
-
-
-def data_hash() -> str:
-    digest = hashlib.sha256()
-    for name in ("train", "calibration"):
-        digest.update((DATA_DIR / "routing" / f"{name}.jsonl").read_bytes())
-    return digest.hexdigest()[:10]
+from app.services.coach.routing_model import challenges_of, train
 
 
 def main() -> int:
@@ -41,6 +38,8 @@ def main() -> int:
     parser.add_argument("--fits", type=int, default=6, help="seeds 0 .. FITS-1")
     parser.add_argument("--repeat-coaching", type=int, default=1, metavar="W")
     args = parser.parse_args()
+    if args.fits < 1 or args.repeat_coaching < 1:
+        parser.error("--fits and --repeat-coaching must be 1 or more")
     training, calibration = read_rows("train"), read_rows("calibration")
     coaching = [r for r in training if r["label"] != SMALL_TALK]
     training += coaching * (args.repeat_coaching - 1)
@@ -48,10 +47,10 @@ def main() -> int:
     pairs = zip(calibration, histories, strict=True)
     rule = rule_codes(rule_decision(h, r["text"]) for r, h in pairs)
     small_talk = np.array([r["label"] == SMALL_TALK for r in calibration])
-    CACHE.mkdir(parents=True, exist_ok=True)
+    LOGITS_DIR.mkdir(parents=True, exist_ok=True)
     logits = []
     for seed in range(args.fits):
-        saved = CACHE / f"logits-{data_hash()}-w{args.repeat_coaching}-seed{seed}.npy"
+        saved = LOGITS_DIR / f"logits-{fit_hash()}-w{args.repeat_coaching}-seed{seed}.npy"
         if not saved.exists():
             started, shipped_seed = time.perf_counter(), routing_fit.SEED
             routing_fit.SEED = seed
@@ -69,7 +68,10 @@ def main() -> int:
             np.save(saved, np.log(p / (1 - p)))
             print(f"seed {seed} fitted in {time.perf_counter() - started:.0f} s", flush=True)
         logits.append(np.load(saved))
-    print(f"calibration {len(calibration)} rows; coaching rows x{args.repeat_coaching}")
+    print(
+        f"calibration {len(calibration)} rows; coaching rows x{args.repeat_coaching};"
+        f" fits saved as {LOGITS_DIR}/logits-{fit_hash()}-w{args.repeat_coaching}-seed*.npy"
+    )
     for k in range(1, args.fits + 1):
         p = probabilities(np.mean(logits[:k], axis=0))
         print(f"{k} fit(s) averaged  {at_budgets(p, small_talk, rule)}", flush=True)

@@ -12,8 +12,11 @@ weigh the four rules 3942b06 dropped:
 
 With reasons (``"rule: laughter"``), those rules go off together; without, each rule alone, all
 of them, and every rule that routes small talk. With ``--logits DIR``, the scores are the
-``logits-*.npy`` that ``bagging.py`` saved (fits from other seeds; a fit does not depend on the
-rules) instead of the shipped model's, one block per file.
+unweighted fits ``bagging.py`` saved for this data (``logits-<fit_hash>-w1-seed*.npy``: fits
+from other seeds; a fit does not depend on the rules) instead of the shipped model's, one block
+per seed. To weigh another commit's rules with them (the fit of 737a961 and 3942b06 is the
+same; their hashes differ by comments), name the fits with ``--fit HASH`` as bagging.py
+printed it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _halves import at_budgets, probabilities, read_rows, rule_codes
+from _halves import at_budgets, fit_hash, probabilities, read_rows, rule_codes
 
 import app.services.coach.routing as routing
 from app.services.coach.prompt import turns
@@ -57,6 +60,7 @@ def switchable_rules() -> tuple[set[str], dict[str, str]]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--logits", type=Path, help="score with bagging.py's saved logits")
+    parser.add_argument("--fit", default=None, help="the saved fits' hash (default: this code's)")
     parser.add_argument("reasons", nargs="*", help="switch these rules off together")
     args = parser.parse_args(argv)
     off, every = switchable_rules()
@@ -68,9 +72,10 @@ def main(argv: list[str]) -> int:
     histories = [turns(r.get("history")) for r in rows]
     scores: dict[str, Any] = {}
     if args.logits:
-        scores = {f.stem: probabilities(np.load(f)) for f in sorted(args.logits.glob("logits-*"))}
+        saved = sorted(args.logits.glob(f"logits-{args.fit or fit_hash()}-w1-seed*.npy"))
+        scores = {f.stem: probabilities(np.load(f)) for f in saved}
         if not scores or any(len(p) != len(rows) for p in scores.values()):
-            print(f"no logits for these {len(rows)} rows in {args.logits}", file=sys.stderr)
+            print(f"no saved fits for this data and code in {args.logits}", file=sys.stderr)
             return 2
     else:
         router = routing.model()

@@ -51,7 +51,9 @@ def test_a_closed_model_loads_again_and_a_generation_holds_off_the_close() -> No
 
 
 def test_the_model_is_freed_before_the_interpreter_tears_modules_down() -> None:
-    """Left to Llama.__del__ at exit, llama.cpp's bindings may be gone already."""
+    """Left to Llama.__del__ at exit, llama.cpp's bindings may be gone already (seen at the
+    end of the whole test run, not in a small process like this one: hence the check that
+    close ran, not for the traceback)."""
     code = (
         "from app.services.llm.local_model import get_smollm2; "
         "import llama_cpp.llama as l; freed = []; close = l.Llama.close; "
@@ -62,7 +64,6 @@ def test_the_model_is_freed_before_the_interpreter_tears_modules_down() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "freed before exit" in done.stdout
-    assert "Exception ignored" not in done.stderr
 
 
 def test_cancel_before_start_generates_nothing() -> None:

@@ -79,6 +79,7 @@ class LocalModel:
         self._run_lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
+        self._closes_at_exit = False
 
     @property
     def is_generating(self) -> bool:
@@ -87,8 +88,9 @@ class LocalModel:
 
     def load(self) -> Any:
         """Load the GGUF once (blocking, ~0.1 s for SmolLM2); safe to call from any thread."""
-        if self._llama is not None:
-            return self._llama
+        llama = self._llama  # read once: a close may land between a check and a return
+        if llama is not None:
+            return llama
         with self._load_lock:
             if self._llama is None:
                 from llama_cpp import Llama
@@ -116,8 +118,10 @@ class LocalModel:
                 self._stop_ids = frozenset(stop_ids)
                 self.load_seconds = time.perf_counter() - started
                 self._llama = llama
-                atexit.register(self.close)
-        return self._llama
+                if not self._closes_at_exit:
+                    atexit.register(self.close)
+                    self._closes_at_exit = True
+            return self._llama
 
     def close(self, wait: float = 5.0) -> None:
         """Free the model now (it loads again on next use). Registered at exit: left to
@@ -135,8 +139,10 @@ class LocalModel:
             llama.close()
 
     def count_prompt_tokens(self, messages: Sequence[dict[str, Any]]) -> int:
-        """Exact prompt size for these messages after the chat template (loads the model)."""
-        return len(self._prompt_tokens(messages))
+        """Exact prompt size for these messages after the chat template (loads the model;
+        waits for a running generation, like any other use of the model)."""
+        with self._run_lock:
+            return len(self._prompt_tokens(messages))
 
     def _prompt_tokens(self, messages: Sequence[dict[str, Any]]) -> list[int]:
         llama = self.load()
