@@ -16,8 +16,14 @@ from typing import Any
 import numpy as np
 
 from app.services.coach import routing_fit, routing_model
+from app.services.coach.prompt import Turn
 from app.services.coach.routing import SMALL_TALK, RouteDecision
-from app.services.coach.routing_model import DATA_DIR, model_miss_allowance
+from app.services.coach.routing_model import (
+    DATA_DIR,
+    RoutingModel,
+    challenges_of,
+    model_miss_allowance,
+)
 
 BUDGETS = (0.005, 0.0075, 0.01)
 MODEL, RULE_SMALL_TALK, RULE_COACHING = 0, 1, 2  # who routes a row, and how
@@ -47,6 +53,18 @@ def rule_codes(decisions: Iterable[RouteDecision | None]) -> Any:
         [
             MODEL if d is None else RULE_SMALL_TALK if d.route == SMALL_TALK else RULE_COACHING
             for d in decisions
+        ]
+    )
+
+
+def p_small_talk(
+    model: RoutingModel, rows: Sequence[dict[str, Any]], histories: Sequence[Sequence[Turn]]
+) -> Any:
+    """The model's P(small talk) for each row, read with its conversation and challenges."""
+    return np.array(
+        [
+            model.p_small_talk(r["text"], h, challenges_of(r))
+            for r, h in zip(rows, histories, strict=True)
         ]
     )
 

@@ -21,6 +21,7 @@ from _halves import (
     LOGITS_DIR,
     at_budgets,
     fit_hash,
+    p_small_talk,
     probabilities,
     read_rows,
     rule_codes,
@@ -30,7 +31,7 @@ from _halves import (
 from app.services.coach import routing_fit
 from app.services.coach.prompt import turns
 from app.services.coach.routing import SMALL_TALK, rule_decision, rule_route
-from app.services.coach.routing_model import challenges_of, train
+from app.services.coach.routing_model import train
 
 
 def main() -> int:
@@ -58,13 +59,7 @@ def main() -> int:
                 model = train(training, calibration=calibration, rule_route=rule_route)
             finally:
                 routing_fit.SEED = shipped_seed
-            p = np.array(
-                [
-                    model.p_small_talk(r["text"], h, challenges_of(r))
-                    for r, h in zip(calibration, histories, strict=True)
-                ]
-            )
-            p = np.clip(p, 1e-9, 1 - 1e-9)
+            p = np.clip(p_small_talk(model, calibration, histories), 1e-9, 1 - 1e-9)
             np.save(saved, np.log(p / (1 - p)))
             print(f"seed {seed} fitted in {time.perf_counter() - started:.0f} s", flush=True)
         logits.append(np.load(saved))

@@ -29,11 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _halves import at_budgets, fit_hash, probabilities, read_rows, rule_codes
+from _halves import at_budgets, fit_hash, p_small_talk, probabilities, read_rows, rule_codes
 
 import app.services.coach.routing as routing
 from app.services.coach.prompt import turns
-from app.services.coach.routing_model import challenges_of
 
 # One rule: `return RouteDecision(ROUTE, "reason")` on a line of its own.
 _RETURN = re.compile(r'^( +)return (RouteDecision\((\w+), "([^"]+)"\))$', re.M)
@@ -78,13 +77,7 @@ def main(argv: list[str]) -> int:
             print(f"no saved fits for this data and code in {args.logits}", file=sys.stderr)
             return 2
     else:
-        router = routing.model()
-        scores["shipped model"] = np.array(
-            [
-                router.p_small_talk(r["text"], h, challenges_of(r))
-                for r, h in zip(rows, histories, strict=True)
-            ]
-        )
+        scores["shipped model"] = p_small_talk(routing.model(), rows, histories)
     small_talk = np.array([r["label"] == routing.SMALL_TALK for r in rows])
 
     def rules_with(switched_off: set[str]) -> Any:
