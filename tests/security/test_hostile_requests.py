@@ -62,6 +62,7 @@ MALFORMED = [
     b'{"text": "unterminated',
     b"[1,2",
     b"\xff\xfe\x00",
+    b'{"text": "\xff", "title": "\xc3", "email": "\xff@x.com", "password": "x"}',
     b"null",
     b'"str"',
     b"[]",
@@ -89,6 +90,17 @@ async def test_malformed_json_is_400_on_every_json_endpoint(
                     body,
                     res.status_code,
                 )
+
+
+async def test_invalid_utf8_inside_a_json_string_is_explained(client: Client) -> None:
+    body = '{"email": "\xff@x.com", "password": "password123", "display_name": "ab"}'
+    res = await client.post(
+        "/api/v1/auth/signup",
+        content=body.encode("latin-1"),
+        headers={"content-type": "application/json"},
+    )
+    assert res.status_code == 400
+    assert res.json()["detail"] == "The request body is not valid UTF-8 text."
 
 
 WRONG_TYPES: list[tuple[str, str, Any]] = [

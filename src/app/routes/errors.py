@@ -82,6 +82,13 @@ def database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Res
     )
 
 
+def undecodable_body(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[Any]:
+    """Invalid UTF-8 inside a JSON string: msgspec raises UnicodeDecodeError, which Litestar's
+    decode_json lets through (it maps only msgspec's DecodeError to a 400)."""
+    log.warning("undecodable_body", error=str(exc)[:200], path=request.url.path)
+    return _error(request, 400, "The request body is not valid UTF-8 text.")
+
+
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     if is_unavailable(exc):
         return database_unavailable(request, exc)
@@ -111,5 +118,6 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     DomainError: domain_error,
     HTTPException: http_error,
     PoolTimeoutError: database_unavailable,
+    UnicodeDecodeError: undecodable_body,
     HTTP_500_INTERNAL_SERVER_ERROR: internal_error,
 }
