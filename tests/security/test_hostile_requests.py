@@ -264,4 +264,60 @@ async def test_nul_bytes_never_500(client: Client, auth: dict[str, str]) -> None
         ("GET", "/fragments/challenges?q=a%00b", None),
     ]:
         res = await client.request(method, url, json=body, headers=auth)
-        assert res.status_code in (200, 201, 400, 401), (url, res.status_code, res.text[:200])
+        assert res.status_code in (200, 201, 400, 401, 422), (url, res.status_code, res.text[:200])
+
+
+INVISIBLE_OR_CONTROL = ["   ", "\u200b\u200b\u200b", "ab\x00cd", "ab\u202ecd", "a\nb"]
+
+
+@pytest.mark.parametrize("title", INVISIBLE_OR_CONTROL)
+async def test_titles_of_spaces_or_control_characters_are_422(
+    client: Client, auth: dict[str, str], title: str
+) -> None:
+    res = await client.post(
+        "/api/v1/challenges", json={"title": title, "category": "Fit"}, headers=auth
+    )
+    assert res.status_code == 422, res.text
+    assert "title" in res.json()["detail"].lower()
+    made = await client.post(
+        "/api/v1/challenges", json={"title": "  Kept title  ", "category": "Fit"}, headers=auth
+    )
+    assert made.status_code == 201 and made.json()["title"] == "Kept title"
+    url = f"/api/v1/challenges/{made.json()['id']}"
+    res = await client.patch(url, json={"title": title}, headers=auth)
+    assert res.status_code == 422, res.text
+    assert (await client.get(url)).json()["title"] == "Kept title"
+
+
+@pytest.mark.parametrize("name", INVISIBLE_OR_CONTROL)
+async def test_display_names_must_show_and_hold_no_control_characters(
+    client: Client, name: str
+) -> None:
+    body = {"email": "names@example.test", "password": "password123", "display_name": name}
+    res = await client.post("/api/v1/auth/signup", json=body)
+    assert res.status_code == 422, res.text
+    assert "display name" in res.json()["detail"]
+
+
+async def test_emoji_names_and_multiline_notes_are_fine(client: Client) -> None:
+    """Zero-width joiners build emoji; notes and descriptions may break lines."""
+    member = await sign_up_api(client, name="Ana 👩\u200d👩\u200d👧")
+    headers = {"Authorization": f"Bearer {member['token']}"}
+    made = await client.post(
+        "/api/v1/challenges",
+        json={"title": "Lines", "category": "Fit", "description": "one\ntwo", "duration_days": 2},
+        headers=headers,
+    )
+    assert made.status_code == 201 and made.json()["description"] == "one\ntwo"
+    url = f"/api/v1/challenges/{made.json()['id']}"
+    assert (await client.post(f"{url}/join", headers=headers)).status_code == 201
+    bad = await client.post(f"{url}/check-ins", json={"note": "x\x07"}, headers=headers)
+    assert bad.status_code == 422 and "note" in bad.json()["detail"].lower()
+    good = await client.post(f"{url}/check-ins", json={"note": "ran\n5k"}, headers=headers)
+    assert good.status_code == 201, good.text
+
+
+async def test_a_password_of_spaces_is_refused(client: Client) -> None:
+    body = {"email": "spaces@example.test", "password": " " * 10, "display_name": "Spacey"}
+    res = await client.post("/api/v1/auth/signup", json=body)
+    assert res.status_code == 422 and "spaces" in res.json()["detail"]

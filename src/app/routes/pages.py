@@ -21,7 +21,7 @@ from app.lib.auth import current_viewer, member, requires_member, sign_in, sign_
 from app.lib.htmx import VARY_HX, is_htmx, safe_next
 from app.routes.coach_pages import coach_page_router
 from app.services.accounts import AccountService, validate_sign_up
-from app.services.challenges import ChallengeService
+from app.services.challenges import NOTE_MAX, ChallengeService
 from app.services.errors import ConflictError
 from app.services.reputation import ReputationService
 
@@ -30,7 +30,6 @@ CategoryParam = Annotated[str, Parameter(max_length=40)]
 PageNumber = Annotated[int, Parameter(ge=1, le=10_000)]
 NextParam = Annotated[str, Parameter(query="next", max_length=2000)]
 LEADERBOARD_SIZE = 50
-NOTE_MAX = 280
 
 
 class LoginForm(msgspec.Struct, kw_only=True):

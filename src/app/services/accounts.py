@@ -16,8 +16,10 @@ from app.services.cache import CacheService
 from app.services.errors import ConflictError, InvalidInputError, NotFoundError
 from app.services.reputation import ReputationService
 from app.services.sql import SessionSource, UsesSession
+from app.services.text import text_problem
 from app.services.views import Me, Viewer
 
+SPACES_ONLY = "Your password can't be only spaces."
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,}$")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256
@@ -41,9 +43,13 @@ def validate_sign_up(email: str, password: str, display_name: str) -> dict[str, 
         problems["password"] = f"Use at least {MIN_PASSWORD} characters for your password."
     elif len(password) > MAX_PASSWORD:
         problems["password"] = f"Use at most {MAX_PASSWORD} characters for your password."
-    name = display_name.strip()
-    if not 2 <= len(name) <= 60:
-        problems["display_name"] = "Your display name needs 2 to 60 characters."
+    elif not password.strip():
+        problems["password"] = SPACES_ONLY
+    name_problem = text_problem(
+        display_name.strip(), field="Your display name", minimum=2, maximum=60
+    )
+    if name_problem:
+        problems["display_name"] = name_problem
     return problems
 
 

@@ -22,6 +22,7 @@ from app.services.streaks import (
     current_streak,
     earns_streak_bonus,
 )
+from app.services.text import checked
 from app.services.views import (
     ChallengeDetail,
     ChallengePage,
@@ -35,6 +36,9 @@ LIST_TTL = 60
 DETAIL_TTL = 300
 RECENT_CHECK_INS = 10
 STREAK_LOOKBACK_DAYS = 400
+TITLE_MIN, TITLE_MAX = 3, 120
+DESCRIPTION_MAX = 4000
+NOTE_MAX = 280
 
 
 def today_utc() -> datetime:
@@ -209,8 +213,8 @@ class ChallengeService(UsesSession):
         self, *, user_id: int, title: str, description: str, category: str, duration_days: int
     ) -> ChallengeDetail:
         challenge = Challenge(
-            title=title.strip(),
-            description=description.strip(),
+            title=_title(title),
+            description=_description(description),
             category=category.strip().lower(),
             duration_days=duration_days,
             created_by=user_id,
@@ -239,9 +243,9 @@ class ChallengeService(UsesSession):
         if challenge.created_by != user_id:
             raise ForbiddenError("Only the creator of a challenge can edit it.")
         if title is not None:
-            challenge.title = title.strip()
+            challenge.title = _title(title)
         if description is not None:
-            challenge.description = description.strip()
+            challenge.description = _description(description)
         if category is not None:
             challenge.category = category.strip().lower()
         await self.session.commit()
@@ -272,6 +276,7 @@ class ChallengeService(UsesSession):
 
     async def check_in(self, user_id: int, challenge_id: int, note: str = "") -> Membership:
         """Record today's check-in and award +10, +5 on every 7th day, +100 on completion."""
+        note = checked(note, field="The note", minimum=0, maximum=NOTE_MAX, multiline=True)
         challenge = await self.get(challenge_id)
         participation = await self.session.scalar(
             select(Participation).where(
@@ -331,6 +336,16 @@ class ChallengeService(UsesSession):
         return _membership(
             challenge, check_ins=count, days=days, completed=completed, today=now.date()
         )
+
+
+def _title(title: str) -> str:
+    return checked(title, field="The title", minimum=TITLE_MIN, maximum=TITLE_MAX)
+
+
+def _description(description: str) -> str:
+    return checked(
+        description, field="The description", minimum=0, maximum=DESCRIPTION_MAX, multiline=True
+    )
 
 
 def _membership(

@@ -6,10 +6,13 @@ from typing import Annotated
 
 import msgspec
 
-Title = Annotated[str, msgspec.Meta(min_length=3, max_length=120)]
-Description = Annotated[str, msgspec.Meta(max_length=4000)]
+from app.services.challenges import DESCRIPTION_MAX, NOTE_MAX, TITLE_MAX, TITLE_MIN
+
+# The services check again after stripping (a title of spaces passes these lengths).
+Title = Annotated[str, msgspec.Meta(min_length=TITLE_MIN, max_length=TITLE_MAX)]
+Description = Annotated[str, msgspec.Meta(max_length=DESCRIPTION_MAX)]
 Category = Annotated[str, msgspec.Meta(min_length=2, max_length=40, pattern=r"^[A-Za-z][\w -]*$")]
-Note = Annotated[str, msgspec.Meta(max_length=280)]
+Note = Annotated[str, msgspec.Meta(max_length=NOTE_MAX)]
 
 
 class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
