@@ -178,6 +178,77 @@ async def test_answer_completes_while_its_summary_is_still_pending(
     await keeper.drain(timeout=10)
 
 
+async def summarized_through(sessions: async_sessionmaker[AsyncSession], cid: int) -> int | None:
+    async with sessions() as s:
+        conv = await s.get(Conversation, cid)
+        assert conv is not None
+        return conv.summarized_through
+
+
+@pytest.mark.parametrize("window", [3, 6])
+async def test_nothing_inside_the_window_is_folded(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], user_id: int, window: int
+) -> None:
+    """The window keeps the last `window - 1` finished messages beside the new one: the memory
+    folds only what is older, however few messages there are."""
+    service, keeper, gateway = build(settings, sessions, window=window)
+    gateway.release.set()
+    cid, ids = None, []
+    for n in range(5):
+        cid, _ = await exchange(service, user_id, f"Plan step {n}: what next?", cid)
+        await keeper.drain(timeout=10)
+        assert cid is not None
+        async with sessions() as s:
+            ids = list(
+                await s.scalars(
+                    select(Message.id).where(Message.conversation_id == cid).order_by(Message.id)
+                )
+            )
+        folded = max(len(ids) - (window - 1), 0)
+        expected = ids[folded - 1] if folded else None
+        assert await summarized_through(sessions, cid) == expected, (n, ids)
+        # the next prompt sees every message the memory has not folded
+        visible = [m["content"] for m in gateway.prompts[-1][1:]]
+        assert f"Plan step {n}: what next?" in visible[-1]
+
+
+async def test_a_reply_written_late_still_answers_its_own_question(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], user_id: int
+) -> None:
+    """A reply left pending while later messages are answered keeps its question: the memory
+    does not fold past it while its claim could still live, and its context always holds it."""
+    service, keeper, gateway = build(settings, sessions, window=2)
+    gateway.release.set()
+    cid, _ = await exchange(service, user_id, "Warm-up question", None)
+    late = await service.post(user_id, "My goal is a half marathon by June. Plan?", cid)
+    for text in ("Thanks!", "Also, I sleep badly.", "Any tips?"):
+        await exchange(service, user_id, text, cid)
+        await keeper.drain(timeout=10)
+    through = await summarized_through(sessions, cid)
+    assert through is not None and through < late.reply_id - 1  # the question stays unfolded
+    async for _ in await service.open_stream(user_id, late.reply_id):
+        pass
+    assert "half marathon by June" in gateway.prompts[-1][-1]["content"]
+
+    # Past a claim's lifetime the memory moves on; the late reply still reads its question.
+    another = await service.post(user_id, "Should I taper before a 10k race?", cid)
+    async with sessions() as s:
+        await s.execute(
+            update(Message)
+            .where(Message.id == another.reply_id)
+            .values(created_at=utcnow() - timedelta(days=1))
+        )
+        await s.commit()
+    for text in ("ok", "and stretching?", "cool"):
+        await exchange(service, user_id, text, cid)
+        await keeper.drain(timeout=10)
+    through = await summarized_through(sessions, cid)
+    assert through is not None and through > another.reply_id
+    async for _ in await service.open_stream(user_id, another.reply_id):
+        pass
+    assert "taper before a 10k" in gateway.prompts[-1][-1]["content"]
+
+
 async def test_two_summary_jobs_never_clobber_each_other(
     settings: Settings, sessions: async_sessionmaker[AsyncSession], user_id: int
 ) -> None:

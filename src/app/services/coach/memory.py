@@ -19,13 +19,15 @@ import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db.models import Conversation, LlmCall, Message
+from app.db.models import Conversation, LlmCall, Message, utcnow
 from app.services.coach.routing_model import domain_hits, tokens
+from app.services.coach.store import claim_lifetime
 from app.services.llm import LLMGateway, LLMUnavailable
 from app.settings import Settings
 
@@ -271,9 +273,12 @@ class MemoryKeeper:
                 stmt = stmt.where(Message.id > conv.summarized_through)
             rows = list((await s.execute(stmt.order_by(Message.id))).tuples())
             summary, through, user_id = conv.summary, conv.summarized_through, conv.user_id
+            unanswered = await s.scalar(self._first_unanswered(conversation_id))
+        if unanswered is not None:  # a reply still to be written keeps its question in context
+            rows = [row for row in rows if row[0] < unanswered]
         while rows and rows[-1][1] != "assistant":  # a question still being answered stays
             rows.pop()
-        leaving = rows[: len(rows) - keep] if keep else rows
+        leaving = rows[: max(len(rows) - keep, 0)]
         if not leaving:
             return None
         return Fold(
@@ -283,6 +288,18 @@ class MemoryKeeper:
             through_before=through,
             through_after=leaving[-1][0],
             turns=[(role, content) for _, role, content in leaving if content],
+        )
+
+    def _first_unanswered(self, conversation_id: int) -> Select[Any]:
+        """The earliest question whose reply is pending or streaming under a live claim (a
+        reply abandoned for longer than a claim lives no longer holds the memory back)."""
+        live_since = utcnow() - claim_lifetime(
+            self.gateway.total_timeout, self.settings.db_pool_timeout
+        )
+        return select(func.min(Message.reply_to)).where(
+            Message.conversation_id == conversation_id,
+            Message.status.in_(("pending", "streaming")),
+            func.coalesce(Message.claimed_at, Message.created_at) >= live_since,
         )
 
     async def _fold(self, fold: Fold) -> bool:

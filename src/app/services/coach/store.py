@@ -182,7 +182,10 @@ class CoachStore:
                 Message.status.in_(("complete", "interrupted")),
             )
             if conv.summarized_through is not None:
-                stmt = stmt.where(Message.id > conv.summarized_through)
+                # The question itself always: the memory may have moved past a late reply's.
+                stmt = stmt.where(
+                    or_(Message.id > conv.summarized_through, Message.id == reply.reply_to)
+                )
             rows = await s.scalars(stmt.order_by(Message.id))
             turns = [Turn(m.role, m.content) for m in rows if m.content]
             await s.commit()
