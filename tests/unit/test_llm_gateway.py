@@ -340,3 +340,25 @@ def test_litellm_logs_no_plain_text_line_per_call() -> None:
         assert logging.getLogger("LiteLLM").isEnabledFor(logging.WARNING)
     finally:
         root.setLevel(before)
+
+
+async def test_background_work_yields_to_an_answer(gateway: LLMGateway) -> None:
+    """A summary running on the local model stops at its next token when an answer comes:
+    the member never waits behind the memory (which then keeps its extractive notes)."""
+    local = get_smollm2()
+    summary = asyncio.create_task(
+        gateway.complete(MESSAGES, max_tokens=400, temperature=0.0, background=True)
+    )
+    async with asyncio.timeout(30):
+        while not local.is_generating:
+            await asyncio.sleep(0.005)
+    events = gateway.stream(MESSAGES, max_tokens=4)
+    first = await anext(events)
+    assert isinstance(first, TokenDelta)
+    assert not summary.done() or summary.exception() is not None
+    await events.aclose()
+    with pytest.raises(LLMUnavailable, match="background work"):
+        await summary
+    # Without an answer waiting, background work runs to the end.
+    done = await gateway.complete(MESSAGES, max_tokens=6, background=True)
+    assert 1 <= done.completion_tokens <= 6

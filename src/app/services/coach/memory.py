@@ -317,6 +317,7 @@ class MemoryKeeper:
                 max_tokens=SUMMARY_MAX_TOKENS,
                 route=SUMMARY_ROUTE,
                 temperature=0.2,
+                background=True,  # an answer waiting for the local model comes first
             )
             recap = grounded_recap(done.text, excerpt)
             ledger = LlmCall(

@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 from prometheus_client import Counter, Histogram
 
+from app.services.llm.local_model import BACKGROUND
 from app.settings import Settings, get_settings
 
 log = structlog.get_logger("app.llm")
@@ -188,8 +189,11 @@ class LLMGateway:
         max_tokens: int | None = None,
         route: str = "summary",
         temperature: float | None = None,
+        background: bool = False,
     ) -> Completion:
-        """The whole answer at once (summaries), with the same retry/fallback/ledger."""
+        """The whole answer at once (summaries), with the same retry/fallback/ledger.
+        ``background``: nobody waits for it, so the local model drops it for an answer
+        (LLMUnavailable then)."""
         events = self.stream(
             messages,
             model=model or self.settings.summary_model,
@@ -198,10 +202,14 @@ class LLMGateway:
             route=route,
             temperature=temperature,
         )
-        async with contextlib.aclosing(events):
-            async for event in events:
-                if isinstance(event, Completion):
-                    return event
+        mark = BACKGROUND.set(background)
+        try:
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    if isinstance(event, Completion):
+                        return event
+        finally:
+            BACKGROUND.reset(mark)
         raise LLMUnavailable(["stream ended without a completion"])  # pragma: no cover
 
     async def stream(

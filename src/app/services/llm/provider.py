@@ -91,6 +91,8 @@ class LocalProvider(CustomLLM):
                     yield GenericStreamingChunk(
                         text=item, is_finished=False, finish_reason="", usage=None, index=0
                     )
+                elif item.finish_reason == "preempted":
+                    raise _error(503, "the local model stopped this background work for an answer")
                 else:
                     yield GenericStreamingChunk(
                         text="",
