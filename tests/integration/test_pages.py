@@ -220,6 +220,24 @@ async def test_private_pages_redirect_to_login(client: Client) -> None:
     assert frag.status_code == 401 and frag.headers["hx-redirect"].startswith("/login?next=")
 
 
+async def test_signing_in_again_returns_to_the_page_not_to_a_post_url(client: Client) -> None:
+    """A session that expired while a page was open: the join button's POST sends the member
+    to log in and back to that page (the POST itself cannot be replayed as a GET)."""
+    token = await csrf_token(client)
+    page = "http://127.0.0.1/challenges/1?tab=x"
+    res = await client.post("/challenges/1/join", headers=hx(token, **{"HX-Current-URL": page}))
+    assert res.status_code == 401
+    assert res.headers["hx-redirect"] == "/login?next=/challenges/1%3Ftab%3Dx"
+    form = {**HTML, "x-csrftoken": token, "referer": "http://127.0.0.1/coach"}
+    res = await client.post("/coach/messages", headers=form, follow_redirects=False)
+    assert res.headers["location"] == "/login?next=/coach"
+    elsewhere = {**form, "referer": "https://evil.example/coach"}
+    res = await client.post("/coach/messages", headers=elsewhere, follow_redirects=False)
+    assert res.headers["location"] == "/login?next=/"
+    frag = await client.get("/fragments/my-challenges", headers=hx(**{"HX-Current-URL": page}))
+    assert frag.headers["hx-redirect"] == "/login?next=/challenges/1%3Ftab%3Dx"
+
+
 async def test_member_pages(member_client: Client) -> None:
     home = (await member_client.get("/", headers=HTML)).text
     assert "Welcome back" in home and 'hx-get="/fragments/my-challenges"' in home

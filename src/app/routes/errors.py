@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import structlog
 from litestar import MediaType, Request, Response
@@ -14,6 +14,7 @@ from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.db.errors import is_unavailable
+from app.lib.htmx import safe_next
 from app.services.errors import DomainError, RateLimitedError
 
 log = structlog.get_logger("app.errors")
@@ -52,7 +53,7 @@ def domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[
 
 def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if isinstance(exc, NotAuthorizedException) and not _wants_json(request):
-        target = f"/login?next={quote(request.url.path)}"
+        target = f"/login?next={quote(_come_back_to(request))}"
         if request.headers.get("hx-request"):
             return Response(b"", status_code=401, headers={"HX-Redirect": target})
         return Redirect(target)
@@ -69,6 +70,19 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
         reset = headers.get("RateLimit-Reset", "")
         headers["Retry-After"] = str(max(1, int(reset))) if reset.lstrip("-").isdigit() else "60"
     return _error(request, exc.status_code, detail, headers)
+
+
+def _come_back_to(request: Request[Any, Any, Any]) -> str:
+    """Where to return after signing in: the page asked for; for an htmx request (a fragment)
+    or a form (a POST the login cannot replay), the page it came from, when on this site."""
+    page = request.headers.get("hx-current-url") or ""
+    if not page and request.method in ("GET", "HEAD"):
+        return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    page = page or request.headers.get("referer") or ""
+    parts = urlsplit(page)
+    if parts.netloc and parts.netloc != request.url.netloc:
+        return "/"
+    return safe_next(parts.path + (f"?{parts.query}" if parts.query else ""))
 
 
 def database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
