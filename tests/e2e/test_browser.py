@@ -67,7 +67,8 @@ def test_visitor_browses_signs_up_joins_and_checks_in(page: Any, warm_coach: Any
     # Sign up (plain form), then back to the challenge as a member.
     page.goto("/signup")
     page.get_by_label("Email").fill(f"e2e-{uuid.uuid4().hex[:10]}@example.test")
-    page.get_by_label("Display name").fill("Browser Tester")
+    # A long name: lists must cut it short, not scroll the phone's page sideways.
+    page.get_by_label("Display name").fill("Browser Tester Konstantinopoulou-Vanderbilt Smyth")
     page.get_by_label("Password").fill("correct horse battery")
     page.get_by_role("button", name="Sign up").click()
     expect(page.locator("h1")).to_contain_text("Welcome back, Browser Tester")
@@ -84,6 +85,7 @@ def test_visitor_browses_signs_up_joins_and_checks_in(page: Any, warm_coach: Any
     expect(page.locator("#status")).to_contain_text("Checked in for today")
     reveal(page, "#check-ins")
     expect(page.locator("#check-ins")).to_contain_text(note)  # refreshed by the HX-Trigger
+    assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
     shot(page, "04-checked-in")
 
     after = reputation_points(page)
