@@ -102,6 +102,16 @@ def test_key_is_namespaced_and_versioned() -> None:
     assert family("other") == "other"
 
 
+def test_key_parts_from_visitors_never_run_together() -> None:
+    """A search for "yoga:" in every category and one for "yoga" in the category ":" are two
+    keys, or either could fill the other's page for its TTL."""
+    from app.services import cache_keys as ck
+
+    assert ck.challenge_list("yoga:", "", 1, 12) != ck.challenge_list("yoga", ":", 1, 12)
+    assert ck.challenge_list("a%3A", "", 1, 12) != ck.challenge_list("a:", "", 1, 12)
+    assert family(ck.challenge_list("x:y", "", 1, 12)) == "challenge-list"
+
+
 async def test_miss_then_hit_and_metrics(cache: CacheService) -> None:
     db, k = FakeDb(), new_key(1)
     fam = family(k)

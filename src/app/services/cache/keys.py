@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from urllib.parse import quote
 
 NAMESPACE = "momentum"
 SCHEMA_VERSION = "v1"
@@ -18,7 +19,9 @@ def key(*parts: object) -> str:
     """
     if not parts:
         raise ValueError("a cache key needs at least one part")
-    return PREFIX + ":".join(str(part) for part in parts)
+    # Escaped, so that text a visitor sends (a search with ":") never reads as two parts:
+    # ("a:", "") and ("a", ":") must not share a key.
+    return PREFIX + ":".join(quote(str(part), safe="") for part in parts)
 
 
 def family(cache_key: str) -> str:
