@@ -20,6 +20,14 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     port = args.port or settings.port
+    if args.workers > 1 and not settings.redis_url:
+        print(
+            "serve: more than one worker needs REDIS_URL. Without it each worker keeps its own "
+            "cache, sessions and rate limits: a member signed in on one worker is signed out "
+            "on the next, and pages show stale numbers. Set REDIS_URL or use --workers 1.",
+            file=sys.stderr,
+        )
+        return 2
     if args.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Must be set before any worker imports prometheus_client (workers are spawned);
         # emptied on start so counters from a previous run do not leak in.
