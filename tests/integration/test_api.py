@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any
 
 import pytest
@@ -57,6 +58,27 @@ async def test_detail_and_unknown_ids(client: Client) -> None:
     assert missing.status_code == 404 and "does not exist" in missing.json()["detail"]
     assert (await client.get("/api/v1/users/999999/reputation")).status_code == 404
     assert (await client.get("/api/v1/challenges/abc")).status_code in (400, 404)
+
+
+async def test_every_timestamp_carries_its_offset(client: Client, auth: dict[str, str]) -> None:
+    """SQLite keeps no offset: read back naive, a time would be taken for the client's local
+    time. Created, read and edited, on every database, times say they are UTC."""
+    made = await client.post(
+        "/api/v1/challenges", json={"title": "Offsets", "category": "Fit"}, headers=auth
+    )
+    url = f"/api/v1/challenges/{made.json()['id']}"
+    edited = await client.patch(url, json={"title": "Offsets, edited"}, headers=auth)
+    stamps = [made.json()["created_at"], (await client.get(url)).json()["created_at"]]
+    stamps += [edited.json()["created_at"], edited.json()["updated_at"]]
+    await client.post(f"{url}/join", headers=auth)
+    check_in = await client.post(f"{url}/check-ins", json={}, headers=auth)
+    assert check_in.status_code == 201, check_in.text
+    me = (await client.get("/api/v1/me", headers=auth)).json()
+    history = await client.get(f"/api/v1/users/{me['id']}/reputation", headers=auth)
+    stamps += re.findall(r'"(\d{4}-\d\d-\d\dT[^"]+)"', history.text)
+    assert len(stamps) > 4
+    for stamp in stamps:
+        assert stamp.endswith("Z") or stamp.endswith("+00:00"), stamp
 
 
 async def test_join_check_in_and_reputation(

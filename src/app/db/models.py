@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import (
     BigInteger,
     Date,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -21,6 +21,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only auto-increments INTEGER PRIMARY KEY, so BigInteger falls back to Integer there.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+# Timestamps read back aware, in UTC, on every database (SQLite keeps no offset: the API
+# gave naive times there, which clients read as their local time).
 
 
 def utcnow() -> datetime:
@@ -39,7 +41,7 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     display_name: Mapped[str] = mapped_column(String(60))
     reputation: Mapped[int] = mapped_column(Integer, default=0, server_default="0", index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC, default=utcnow)
 
 
 class Challenge(Base):
@@ -52,9 +54,9 @@ class Challenge(Base):
     duration_days: Mapped[int] = mapped_column(Integer, default=30)
     participant_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+        DateTimeUTC, default=utcnow, onupdate=utcnow
     )
 
     __table_args__ = (Index("ix_challenges_participants", "participant_count", "id"),)
@@ -66,8 +68,8 @@ class Participation(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     challenge_id: Mapped[int] = mapped_column(ForeignKey("challenges.id", ondelete="CASCADE"))
-    joined_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    joined_at: Mapped[datetime] = mapped_column(DateTimeUTC, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTimeUTC)
     check_in_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (
@@ -84,7 +86,7 @@ class CheckIn(Base):
     challenge_id: Mapped[int] = mapped_column(ForeignKey("challenges.id", ondelete="CASCADE"))
     day: Mapped[date] = mapped_column(Date)
     note: Mapped[str] = mapped_column(String(280), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC, default=utcnow)
 
     __table_args__ = (
         UniqueConstraint("user_id", "challenge_id", "day", name="uq_check_in_per_day"),
@@ -101,7 +103,7 @@ class ReputationEvent(Base):
     reason: Mapped[str] = mapped_column(String(40))
     ref_type: Mapped[str] = mapped_column(String(40))
     ref_id: Mapped[int] = mapped_column(BigId)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC, default=utcnow)
 
     __table_args__ = (Index("ix_reputation_events_user", "user_id", "created_at"),)
 
@@ -116,9 +118,9 @@ class Conversation(Base):
     title: Mapped[str] = mapped_column(String(120), default="")
     summary: Mapped[str] = mapped_column(Text, default="", server_default="")
     summarized_through: Mapped[int | None] = mapped_column(BigId)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+        DateTimeUTC, default=utcnow, onupdate=utcnow
     )
 
     __table_args__ = (Index("ix_conversations_user", "user_id", "updated_at"),)
@@ -146,8 +148,8 @@ class Message(Base):
     ttft_ms: Mapped[float | None] = mapped_column(Float)
     total_ms: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(String(500))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # stream began
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC, default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTimeUTC)  # stream began
 
     __table_args__ = (Index("ix_messages_conversation", "conversation_id", "id"),)
 
@@ -169,6 +171,6 @@ class LlmCall(Base):
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC, default=utcnow)
 
     __table_args__ = (Index("ix_llm_calls_user_day", "user_id", "created_at"),)
