@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import cast
 
 import msgspec
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from app.db.models import ReputationEvent, User
 from app.services import cache_keys as ck
@@ -65,11 +65,19 @@ class ReputationService(UsesSession):
         )
 
     async def standing(self, user_id: int) -> Standing:
-        """The member's total and whether they are within the top MAX_BOARD (ties count as
-        ahead), in one query. Call it inside the award's transaction, after the awards."""
+        """The member's total and whether they are within the top MAX_BOARD in the boards'
+        order (points, then the older account first on a tie), in one query. Call it inside
+        the award's transaction, after the awards."""
         points = select(User.reputation).where(User.id == user_id).scalar_subquery()
         ahead = (
-            select(User.id).where(User.reputation >= points, User.id != user_id).limit(MAX_BOARD)
+            select(User.id)
+            .where(
+                or_(
+                    User.reputation > points,
+                    and_(User.reputation == points, User.id < user_id),
+                )
+            )
+            .limit(MAX_BOARD)
         )
         row = (
             await self.session.execute(
