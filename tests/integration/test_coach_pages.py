@@ -296,6 +296,19 @@ async def test_new_conversation(alice: Client) -> None:
     page = (await alice.get(res.headers["location"], headers=HTML)).text
     assert f'name="conversation_id" value="{m[1]}"' in page
     assert f'href="/coach?c={m[1]}" aria-current="page"' in page
+    assert 'name="first" value="1"' in page  # no message yet: the first one names it
+    # The first message names the conversation: heading and list change without a reload.
+    res = await alice.post(
+        "/coach/messages",
+        data={"text": "Plan my reading week", "conversation_id": m[1], "first": "1"},
+        headers=hx(token),
+    )
+    assert res.status_code == 200
+    assert '<h2 id="chat-h" hx-swap-oob="true">Plan my reading week</h2>' in res.text
+    assert f'href="/coach?c={m[1]}" aria-current="page">Plan my reading week</a>' in res.text
+    assert 'name="first"' not in res.text  # the fresh form: the next message is not the first
+    page = await alice.get(res.headers.get("hx-push-url") or f"/coach?c={m[1]}", headers=HTML)
+    assert 'name="first"' not in page.text
 
 
 # ---- the HTML stream escapes model output ------------------------------------------------

@@ -55,9 +55,7 @@ class Challenge(Base):
     participant_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTimeUTC, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTimeUTC, default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(DateTimeUTC, default=utcnow, onupdate=utcnow)
 
     __table_args__ = (Index("ix_challenges_participants", "participant_count", "id"),)
 
@@ -119,9 +117,7 @@ class Conversation(Base):
     summary: Mapped[str] = mapped_column(Text, default="", server_default="")
     summarized_through: Mapped[int | None] = mapped_column(BigId)
     created_at: Mapped[datetime] = mapped_column(DateTimeUTC, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTimeUTC, default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(DateTimeUTC, default=utcnow, onupdate=utcnow)
 
     __table_args__ = (Index("ix_conversations_user", "user_id", "updated_at"),)
 

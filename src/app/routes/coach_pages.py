@@ -32,6 +32,7 @@ ConversationParam = Annotated[int | None, Parameter(query="c", ge=1, le=2**62)]
 class CoachMessageForm(msgspec.Struct, kw_only=True):
     text: str = ""
     conversation_id: str = ""  # "" for a new conversation (a hidden field always sends it)
+    first: str = ""  # "1" when the conversation had no message yet: its name comes from this one
 
 
 def _conversation_id(raw: str) -> int | None:
@@ -97,9 +98,13 @@ async def post_message(
         "max_chars": coach.settings.coach_message_max_chars,
         "announce": "Message sent. Your coach is answering.",
     }
-    if new_conversation:  # the list gains this conversation and the URL names it
-        context["conversations"] = await coach.store.conversations(user_id)
+    if new_conversation or data.first:  # the list and the heading show its name now
+        conversations = await coach.store.conversations(user_id)
+        context["conversations"] = conversations
         context["current_id"] = posted.conversation_id
+        context["title"] = next(
+            (c.title for c in conversations if c.id == posted.conversation_id), ""
+        )
     return HTMXTemplate(
         template_name="partials/coach_exchange.html",
         context=context,
