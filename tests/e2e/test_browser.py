@@ -78,11 +78,13 @@ def test_visitor_browses_signs_up_joins_and_checks_in(page: Any, warm_coach: Any
     page.goto(challenge_url)
     page.get_by_role("button", name="Join this challenge").click()  # htmx: swaps the actions
     expect(page.locator("#status")).to_contain_text("You joined")
+    expect(page.get_by_label("How did it go today?")).to_be_focused()  # not sent to the top
     note = f"Felt great {uuid.uuid4().hex[:6]}"
     page.get_by_label("How did it go today?").fill(note)
     page.get_by_role("button", name="Check in for today").click()
     expect(page.locator("#challenge-actions")).to_contain_text("Checked in today. Streak: 1 day")
     expect(page.locator("#status")).to_contain_text("Checked in for today")
+    expect(page.locator("#challenge-actions .done")).to_be_focused()
     reveal(page, "#check-ins")
     expect(page.locator("#check-ins")).to_contain_text(note)  # refreshed by the HX-Trigger
     assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
