@@ -321,3 +321,12 @@ async def test_a_password_of_spaces_is_refused(client: Client) -> None:
     body = {"email": "spaces@example.test", "password": " " * 10, "display_name": "Spacey"}
     res = await client.post("/api/v1/auth/signup", json=body)
     assert res.status_code == 422 and "spaces" in res.json()["detail"]
+
+
+async def test_validation_errors_read_as_sentences(client: Client) -> None:
+    empty = await client.post("/api/v1/auth/token", headers={"content-type": "application/json"})
+    assert empty.json()["detail"] == "Your request is not valid: send a JSON object as the body."
+    page = await client.get("/api/v1/challenges?page=0")
+    assert page.json()["detail"] == "Your request is not valid: page: Expected `int` >= 1."
+    missing = await client.post("/api/v1/auth/token", json={"email": "a@b.c"})
+    assert "missing required field `password`" in missing.json()["detail"]

@@ -60,16 +60,24 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
     detail = exc.detail
     extra = getattr(exc, "extra", None)
     if exc.status_code == 400 and isinstance(extra, list) and extra:
-        problems = "; ".join(
-            f"{e.get('key') or 'body'}: {e.get('message')}" for e in extra if isinstance(e, dict)
-        )
-        detail = f"{detail} ({problems})" if problems else detail
+        problems = [_problem(e) for e in extra if isinstance(e, dict)]
+        if problems:
+            detail = f"Your request is not valid: {'; '.join(problems)}."
     headers = dict(exc.headers or {})
     if exc.status_code == 429 and "Retry-After" not in headers:
         # Litestar's rate limiter sends only RateLimit-Reset; clients and browsers read this.
         reset = headers.get("RateLimit-Reset", "")
         headers["Retry-After"] = str(max(1, int(reset))) if reset.lstrip("-").isdigit() else "60"
     return _error(request, exc.status_code, detail, headers)
+
+
+def _problem(error: dict[str, Any]) -> str:
+    """One of Litestar's validation errors in words: the field and what is wrong with it;
+    for the body as a whole (key "data"), what is wrong with it ("'data'": there was none)."""
+    key, message = str(error.get("key") or "data"), str(error.get("message"))
+    if key != "data":
+        return f"{key}: {message}"
+    return "send a JSON object as the body" if message == "'data'" else message
 
 
 def _come_back_to(request: Request[Any, Any, Any]) -> str:
