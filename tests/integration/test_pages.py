@@ -238,6 +238,20 @@ async def test_signing_in_again_returns_to_the_page_not_to_a_post_url(client: Cl
     assert frag.headers["hx-redirect"] == "/login?next=/challenges/1%3Ftab%3Dx"
 
 
+async def test_a_member_is_never_shown_as_signed_out_on_an_error_page(
+    member_client: Client, client: Client
+) -> None:
+    """Unmatched URLs and wrong methods are answered before the session is read."""
+    for method, url in (("GET", "/nope/bad"), ("GET", "/challenges/abc"), ("PUT", "/coach")):
+        res = await member_client.request(method, url, headers=HTML)
+        assert res.status_code in (404, 405), (url, res.status_code)
+        assert "Log in</a>" not in res.text and "Sign up</a>" not in res.text, url
+    known = await member_client.get("/challenges/999999", headers=HTML)
+    assert known.status_code == 404 and 'action="/logout"' in known.text
+    visitor = await client.get("/challenges/999999", headers=HTML)
+    assert visitor.status_code == 404 and "Log in</a>" in visitor.text
+
+
 async def test_member_pages(member_client: Client) -> None:
     home = (await member_client.get("/", headers=HTML)).text
     assert "Welcome back" in home and 'hx-get="/fragments/my-challenges"' in home
