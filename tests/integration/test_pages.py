@@ -205,6 +205,15 @@ async def test_challenges_page_keeps_query_in_form_and_skeleton(client: Client) 
     assert 'hx-get="/fragments/challenges?q=run&amp;category=fitness&amp;page=2"' in res.text
 
 
+async def test_a_page_past_the_last_links_to_the_last(client: Client) -> None:
+    res = await client.get("/fragments/challenges?page=99", headers=hx())
+    assert res.status_code == 200
+    assert "There is no page 99." in res.text and "page 99 of" not in res.text
+    last = re.search(r'href="/challenges\?page=(\d+)" rel="prev"', res.text)
+    assert last and int(last[1]) < 99
+    assert "No challenges match" not in res.text
+
+
 async def test_user_input_is_escaped(client: Client) -> None:
     res = await client.get("/challenges?q=%3Cscript%3Ex%3C/script%3E", headers=HTML)
     assert res.status_code == 200
