@@ -418,10 +418,12 @@ async def test_join_and_check_in_with_htmx(new_member: Client) -> None:
     count = await new_member.get(f"/fragments/challenges/{cid}/participants", headers=hx())
     assert f"{challenge['participants'] + 1} participants" in count.text
 
+    # A stale tab (joined elsewhere): the actions as they are now replace the old ones.
     twice = await new_member.post(f"/challenges/{cid}/join", headers=hx(token))
-    assert twice.status_code == 409
+    assert twice.status_code == 200
     assert_fragment(twice.text)
-    assert "already joined" in twice.text
+    assert twice.text.lstrip().startswith('<div id="challenge-actions"')
+    assert "already joined" in twice.text and 'name="note"' in twice.text
 
     checked = await new_member.post(
         f"/challenges/{cid}/check-in", data={"note": "felt good"}, headers=hx(token)
@@ -431,6 +433,10 @@ async def test_join_and_check_in_with_htmx(new_member: Client) -> None:
     assert "Checked in today" in checked.text and "Streak: 1 day" in checked.text
     recent = (await new_member.get(f"/fragments/challenges/{cid}/check-ins", headers=hx())).text
     assert "felt good" in recent
+    stale = await new_member.post(f"/challenges/{cid}/check-in", headers=hx(token))
+    assert stale.status_code == 200 and "checked-in" in stale.headers["hx-trigger"]
+    assert "already checked in" in stale.text and "Streak: 1 day" in stale.text
+    assert "Check in for today" not in stale.text
 
     mine = (await new_member.get("/fragments/my-challenges", headers=hx())).text
     assert escape(challenge["title"]) in mine and "Checked in today" in mine

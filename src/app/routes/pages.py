@@ -169,7 +169,12 @@ async def logout(request: Request[Any, Any, Any]) -> Redirect:
 async def join(
     request: HTMXRequest, challenges: ChallengeService, challenge_id: int
 ) -> Response[Any]:
-    membership = await challenges.join(member(request).id, challenge_id)
+    try:
+        membership = await challenges.join(member(request).id, challenge_id)
+    except ConflictError as exc:
+        if not is_htmx(request):
+            raise
+        return await _actions_as_they_are(request, challenges, challenge_id, exc, "joined")
     if not is_htmx(request):
         return _see_other(f"/challenges/{challenge_id}")
     return HTMXTemplate(
@@ -193,7 +198,12 @@ async def check_in(
     data: Annotated[CheckInForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Response[Any]:
     note = data.note.strip()[:NOTE_MAX]
-    membership = await challenges.check_in(member(request).id, challenge_id, note)
+    try:
+        membership = await challenges.check_in(member(request).id, challenge_id, note)
+    except ConflictError as exc:
+        if not is_htmx(request):
+            raise
+        return await _actions_as_they_are(request, challenges, challenge_id, exc, "checked-in")
     if not is_htmx(request):
         return _see_other(f"/challenges/{challenge_id}")
     days = "day" if membership.streak == 1 else "days"
@@ -205,6 +215,25 @@ async def check_in(
             "announce": f"Checked in for today. Streak: {membership.streak} {days}.",
         },
         trigger_event="checked-in",
+        after="receive",
+        headers={"Vary": VARY_HX},
+    )
+
+
+async def _actions_as_they_are(
+    request: HTMXRequest,
+    challenges: ChallengeService,
+    challenge_id: int,
+    exc: ConflictError,
+    event: str,
+) -> Response[Any]:
+    """Already done (in another tab, say): the actions as they are now, with the reason, in
+    place of the stale ones; `event` refreshes the sections that show the counts."""
+    membership = await challenges.membership(member(request).id, challenge_id)
+    return HTMXTemplate(
+        template_name="partials/challenge_actions.html",
+        context={"challenge_id": challenge_id, "membership": membership, "announce": exc.message},
+        trigger_event=event,
         after="receive",
         headers={"Vary": VARY_HX},
     )
