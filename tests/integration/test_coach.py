@@ -152,6 +152,31 @@ async def test_bad_messages_get_readable_4xx(coach_client: Client, settings: Set
     ).status_code == 404
 
 
+async def test_a_concurrent_burst_of_posts_meets_the_rate_limit(settings: Settings) -> None:
+    """Posts sent at once, each in its own request (as a browser or script would): exactly
+    the limit gets through. (The test client runs requests one at a time, so the burst goes
+    through httpx's ASGI transport while the app is up; on the test's own event loop, which
+    asyncpg's connections, made on the app's loop, refuse: the limiter is the same on SQLite.)"""
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("the burst runs on another event loop than the app's database connections")
+    app = create_app(coach_settings(settings, coach_rate_limit_per_minute=3))
+    async with AsyncTestClient(app=app, base_url="http://127.0.0.1") as client:
+        member = await sign_up_api(client)
+        auth = {"Authorization": f"Bearer {member['token']}"}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as burst:
+            codes = [
+                r.status_code
+                for r in await asyncio.gather(
+                    *(
+                        burst.post("/api/v1/coach/messages", json={"text": f"hi {n}"}, headers=auth)
+                        for n in range(10)
+                    )
+                )
+            ]
+    assert sorted(codes) == [201] * 3 + [429] * 7, codes
+
+
 async def test_rate_limit_and_daily_budget(settings: Settings) -> None:
     app = create_app(
         coach_settings(settings, coach_rate_limit_per_minute=2, coach_daily_token_budget=10)

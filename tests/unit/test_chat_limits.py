@@ -7,7 +7,7 @@ from typing import Any
 
 from litestar.stores.memory import MemoryStore
 
-from app.services.coach.limits import ChatRateLimiter
+from app.services.coach.limits import ChatRateLimiter, limiter_for
 
 
 class SlowStore(MemoryStore):
@@ -24,6 +24,14 @@ async def test_a_concurrent_burst_is_counted_exactly() -> None:
     assert waits.count(None) == 10
     assert all(w is not None and 0 < w <= 60 for w in waits if w is not None)
     assert await limiter.hit(8) is None  # another member has their own count
+    assert limiter._locks == {}  # a member's lock goes when nobody holds or waits for it
+
+
+def test_one_limiter_per_store_for_the_services_built_per_request() -> None:
+    store = MemoryStore()
+    assert limiter_for(store, 10) is limiter_for(store, 10)
+    assert limiter_for(store, 5).per_minute == 5
+    assert limiter_for(MemoryStore(), 5) is not limiter_for(store, 5)
 
 
 class StalledStore(MemoryStore):

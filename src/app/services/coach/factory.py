@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.services.cache import CacheService
 from app.services.challenges import ChallengeService
-from app.services.coach.limits import ChatRateLimiter
+from app.services.coach.limits import limiter_for
 from app.services.coach.memory import keeper_for
 from app.services.coach.prompt import Member, member
 from app.services.coach.service import CoachService, ProfileLoader
@@ -57,7 +57,7 @@ def build_coach(
         store=CoachStore(sessions, claim_lifetime(gateway.total_timeout, settings.db_pool_timeout)),
         gateway=gateway,
         settings=settings,
-        limiter=ChatRateLimiter(rate_limit_store, settings.coach_rate_limit_per_minute),
+        limiter=limiter_for(rate_limit_store, settings.coach_rate_limit_per_minute),
         profile=profile_loader(sessions, cache),
         # the rolling summary is updated in the background, after the answer is saved
         after_answer=keeper_for(sessions, gateway, settings).schedule,

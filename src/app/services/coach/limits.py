@@ -1,10 +1,11 @@
 """Per-member chat rate limit on a Litestar store (Redis or in-process).
 
-A fixed one-minute window counted with get/set, one count at a time per process (a lock
-held for one store read and write, well under a millisecond): a burst of concurrent posts
-is counted exactly. Across worker processes two
-racing posts can still both pass (at most the limit per worker), which keeps the limiter on
-the store API every backend has."""
+A fixed one-minute window counted with get/set, one count at a time per member in a process
+(a lock per member, held for one store read and write): a burst of concurrent posts is
+counted exactly. Across worker processes two racing posts can still both pass (at most the
+limit per worker), which keeps the limiter on the store API every backend has. Coach
+services are built per request, so the limiter is the process's one per store
+(`limiter_for`): a limiter per request would hold a lock no other request sees."""
 
 from __future__ import annotations
 
@@ -14,23 +15,32 @@ import time
 from litestar.stores.base import Store
 
 WINDOW_SECONDS = 60
-STORE_TIMEOUT = 0.5  # seconds; the lock is shared, so one stalled call must not hold it long
+STORE_TIMEOUT = 0.5  # seconds: a member's next post waits behind a stalled call no longer
 
 
 class ChatRateLimiter:
     def __init__(self, store: Store, per_minute: int) -> None:
         self.store = store
         self.per_minute = per_minute
-        self._lock = asyncio.Lock()
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}  # member -> (lock, users)
 
     async def hit(self, user_id: int) -> int | None:
         """Count one message; return seconds to wait when over the limit, else None."""
-        async with self._lock:
-            try:
-                async with asyncio.timeout(STORE_TIMEOUT):
-                    return await self._count(user_id)
-            except TimeoutError:  # a stalled store lets the message through, as an error does
-                return None
+        lock, users = self._locks.get(user_id, (asyncio.Lock(), 0))
+        self._locks[user_id] = (lock, users + 1)
+        try:
+            async with lock:
+                try:
+                    async with asyncio.timeout(STORE_TIMEOUT):
+                        return await self._count(user_id)
+                except TimeoutError:  # a stalled store lets the message through, as errors do
+                    return None
+        finally:
+            lock, users = self._locks[user_id]
+            if users == 1:
+                del self._locks[user_id]
+            else:
+                self._locks[user_id] = (lock, users - 1)
 
     async def _count(self, user_id: int) -> int | None:
         window = int(time.time() // WINDOW_SECONDS)
@@ -44,3 +54,14 @@ class ChatRateLimiter:
         except Exception:
             return None
         return None
+
+
+_LIMITERS: dict[int, ChatRateLimiter] = {}
+
+
+def limiter_for(store: Store, per_minute: int) -> ChatRateLimiter:
+    """The process-wide limiter for this store and limit."""
+    limiter = _LIMITERS.get(id(store))
+    if limiter is None or limiter.store is not store or limiter.per_minute != per_minute:
+        limiter = _LIMITERS[id(store)] = ChatRateLimiter(store, per_minute)
+    return limiter
