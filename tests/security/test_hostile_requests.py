@@ -103,6 +103,14 @@ async def test_invalid_utf8_inside_a_json_string_is_explained(client: Client) ->
     assert res.json()["detail"] == "The request body is not valid UTF-8 text."
 
 
+def test_invalid_utf8_raised_elsewhere_is_not_blamed_on_the_request() -> None:
+    from app.routes.errors import _raised_decoding_the_body
+
+    with pytest.raises(UnicodeDecodeError) as raised:
+        b"\xff".decode()
+    assert not _raised_decoding_the_body(raised.value)
+
+
 WRONG_TYPES: list[tuple[str, str, Any]] = [
     ("POST", "/api/v1/auth/token", {"email": 5, "password": ["x"]}),
     ("POST", "/api/v1/auth/token", {"email": "a@b.c"}),

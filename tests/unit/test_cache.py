@@ -324,6 +324,13 @@ async def test_undecodable_entry_is_a_miss(cache: CacheService) -> None:
     assert await cache.get_or_load(k, load_other, type_=Other, ttl=60) == Other(3)
 
 
+def test_an_entry_with_invalid_utf8_is_a_miss(cache: CacheService) -> None:
+    """msgpack raises UnicodeDecodeError there, not DecodeError: still a miss, never a 4xx
+    or 5xx for the page that read it."""
+    corrupt = msgspec.msgpack.encode({"id": 1, "name": "x"}).replace(b"x", b"\xff")
+    assert cache._decode(corrupt, Item) is None
+
+
 async def test_loader_errors_reach_every_waiter_and_are_not_cached(cache: CacheService) -> None:
     k, calls = new_key(1), 0
 

@@ -342,9 +342,16 @@ def test_litellm_logs_no_plain_text_line_per_call() -> None:
         root.setLevel(before)
 
 
-async def test_background_work_yields_to_an_answer(gateway: LLMGateway) -> None:
+async def test_background_work_yields_to_an_answer(
+    gateway: LLMGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A summary running on the local model stops at its next token when an answer comes:
-    the member never waits behind the memory (which then keeps its extractive notes)."""
+    the member does not wait behind the memory (which then keeps its extractive notes), and
+    the summary is not sent to a paid fallback model instead."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-dummy")
+    monkeypatch.setenv("OPENAI_API_BASE", f"http://127.0.0.1:{closed_port()}/v1")
+    remote_fallback = dataclasses.replace(gateway.settings, coach_fallback_model="openai/gpt-4o")
+    gateway = LLMGateway(remote_fallback)
     local = get_smollm2()
     summary = asyncio.create_task(
         gateway.complete(MESSAGES, max_tokens=400, temperature=0.0, background=True)
@@ -357,8 +364,9 @@ async def test_background_work_yields_to_an_answer(gateway: LLMGateway) -> None:
     assert isinstance(first, TokenDelta)
     assert not summary.done() or summary.exception() is not None
     await events.aclose()
-    with pytest.raises(LLMUnavailable, match="background work"):
+    with pytest.raises(LLMUnavailable, match="background work") as failed:
         await summary
+    assert "openai" not in str(failed.value)
     # Without an answer waiting, background work runs to the end.
     done = await gateway.complete(MESSAGES, max_tokens=6, background=True)
     assert 1 <= done.completion_tokens <= 6

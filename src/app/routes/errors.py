@@ -106,9 +106,25 @@ def database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Res
 
 def undecodable_body(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[Any]:
     """Invalid UTF-8 inside a JSON string: msgspec raises UnicodeDecodeError, which Litestar's
-    decode_json lets through (it maps only msgspec's DecodeError to a 400)."""
+    decode_json lets through (it maps only msgspec's DecodeError to a 400). Raised anywhere
+    else, it is our failure: a 500."""
+    if not _raised_decoding_the_body(exc):
+        return internal_error(request, exc)
     log.warning("undecodable_body", error=str(exc)[:200], path=request.url.path)
     return _error(request, 400, "The request body is not valid UTF-8 text.")
+
+
+def _raised_decoding_the_body(exc: BaseException) -> bool:
+    frame = exc.__traceback__
+    while frame is not None:
+        code = frame.tb_frame.f_code
+        if code.co_name in _BODY_DECODERS and "litestar" in code.co_filename:
+            return True
+        frame = frame.tb_next
+    return False
+
+
+_BODY_DECODERS = frozenset({"decode_json", "decode_msgpack"})  # litestar.serialization
 
 
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

@@ -437,7 +437,7 @@ class CacheService:
             decoder = self._decoders[type_] = msgspec.msgpack.Decoder(type_)
         try:
             return (cast(T, decoder.decode(payload)),)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             log.warning("cache.undecodable_entry", type=repr(type_))
             return None
 

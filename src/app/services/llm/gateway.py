@@ -193,10 +193,13 @@ class LLMGateway:
     ) -> Completion:
         """The whole answer at once (summaries), with the same retry/fallback/ledger.
         ``background``: nobody waits for it, so the local model drops it for an answer
-        (LLMUnavailable then)."""
+        (LLMUnavailable then, never a paid call to the fallback model instead)."""
+        model = model or self.settings.summary_model
+        if background and model.startswith(LOCAL_PREFIX):
+            fallback_model = model
         events = self.stream(
             messages,
-            model=model or self.settings.summary_model,
+            model=model,
             fallback_model=fallback_model,
             max_tokens=max_tokens,
             route=route,
