@@ -207,8 +207,10 @@ async def test_nothing_inside_the_window_is_folded(
         folded = max(len(ids) - (window - 1), 0)
         expected = ids[folded - 1] if folded else None
         assert await summarized_through(sessions, cid) == expected, (n, ids)
-        # the next prompt sees every message the memory has not folded
+        # this answer's prompt: the system message, then the window (the question and up
+        # to `window - 1` messages before it), every one not folded by then
         visible = [m["content"] for m in gateway.prompts[-1][1:]]
+        assert len(visible) == min(2 * n, window - 1) + 1, (n, visible)
         assert f"Plan step {n}: what next?" in visible[-1]
 
 

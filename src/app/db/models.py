@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+# Timestamps are DateTimeUTC: read back aware, in UTC, on every database (SQLite keeps no
+# offset, and naive times would be read by API clients as their local time).
 from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import (
     BigInteger,
@@ -21,8 +23,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only auto-increments INTEGER PRIMARY KEY, so BigInteger falls back to Integer there.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
-# Timestamps read back aware, in UTC, on every database (SQLite keeps no offset: the API
-# gave naive times there, which clients read as their local time).
 
 
 def utcnow() -> datetime:

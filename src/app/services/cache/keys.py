@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from urllib.parse import quote
 
 NAMESPACE = "momentum"
 SCHEMA_VERSION = "v1"
@@ -21,7 +20,10 @@ def key(*parts: object) -> str:
         raise ValueError("a cache key needs at least one part")
     # Escaped, so that text a visitor sends (a search with ":") never reads as two parts:
     # ("a:", "") and ("a", ":") must not share a key.
-    return PREFIX + ":".join(quote(str(part), safe="") for part in parts)
+    return PREFIX + ":".join(
+        part.replace("%", "%25").replace(":", "%3A") if isinstance(part, str) else str(part)
+        for part in parts
+    )
 
 
 def family(cache_key: str) -> str:

@@ -5,7 +5,8 @@ answer is saved and returns at once; a background task (strongly referenced, one
 conversation at a time, re-run if more turns left meanwhile) does the work:
 
 1. the turns older than the window (all but the last `coach_window_turns - 1` complete
-   messages, so the next prompt is exactly summary + window) are read;
+   messages, so the next prompt is exactly summary + window; none while fewer are waiting,
+   and none from the question of a reply still to be written) are read;
 2. `SUMMARY_MODEL` writes a one- or two-sentence recap of them (ledger row kind="summary");
 3. a deterministic extractive pass keeps the member's goals, commitments, numbers and names
    whatever the model wrote, and only recap sentences grounded in the turns are kept;

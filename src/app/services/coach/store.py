@@ -30,9 +30,8 @@ def claim_lifetime(llm_total_timeout: float, db_pool_timeout: float) -> timedelt
 
 def claimed_at(m: Message) -> datetime:
     """When the reply was claimed; a claim from before `claimed_at` existed dates from the
-    reply's creation. SQLite returns naive datetimes: they are UTC."""
-    at = m.claimed_at or m.created_at
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    reply's creation (aware, UTC: the columns are DateTimeUTC)."""
+    return m.claimed_at or m.created_at
 
 
 def message_view(

@@ -5,8 +5,9 @@ generations run one at a time on a dedicated worker thread (and under a lock, fo
 callers); tokens are handed to the event loop with ``call_soon_threadsafe``. Closing the
 async stream sets a flag that the worker checks after every token, so an abandoned answer
 stops within one token's time. Background work (summaries, run with ``BACKGROUND`` set) yields
-to answers: it stops at its next token when an answer is waiting for the model, so a member
-never waits behind the memory. Nothing here imports litellm.
+to answers submitted through ``astream``: it stops at its next token when one is waiting, so
+an answer waits at most for the summary's prompt evaluation and one token, not for the whole
+summary. Nothing here imports litellm.
 """
 
 from __future__ import annotations
