@@ -85,12 +85,15 @@ def _come_back_to(request: Request[Any, Any, Any]) -> str:
     or a form (a POST the login cannot replay), the page it came from, when on this site."""
     page = request.headers.get("hx-current-url") or ""
     if not page and request.method in ("GET", "HEAD"):
-        return request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    page = page or request.headers.get("referer") or ""
-    parts = urlsplit(page)
+        return _path_and_query(request.url.path, request.url.query)
+    parts = urlsplit(page or request.headers.get("referer") or "")
     if parts.netloc and parts.netloc != request.url.netloc:
         return "/"
-    return safe_next(parts.path + (f"?{parts.query}" if parts.query else ""))
+    return safe_next(_path_and_query(parts.path, parts.query))
+
+
+def _path_and_query(path: str, query: str) -> str:
+    return f"{path}?{query}" if query else path
 
 
 def database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 
 from litestar.stores.base import Store
 
@@ -22,25 +23,18 @@ class ChatRateLimiter:
     def __init__(self, store: Store, per_minute: int) -> None:
         self.store = store
         self.per_minute = per_minute
-        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}  # member -> (lock, users)
+        # A member's lock lives while a post holds or awaits it, then goes by itself.
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def hit(self, user_id: int) -> int | None:
         """Count one message; return seconds to wait when over the limit, else None."""
-        lock, users = self._locks.get(user_id, (asyncio.Lock(), 0))
-        self._locks[user_id] = (lock, users + 1)
-        try:
-            async with lock:
-                try:
-                    async with asyncio.timeout(STORE_TIMEOUT):
-                        return await self._count(user_id)
-                except TimeoutError:  # a stalled store lets the message through, as errors do
-                    return None
-        finally:
-            lock, users = self._locks[user_id]
-            if users == 1:
-                del self._locks[user_id]
-            else:
-                self._locks[user_id] = (lock, users - 1)
+        lock = self._locks.setdefault(user_id, asyncio.Lock())
+        async with lock:
+            try:
+                async with asyncio.timeout(STORE_TIMEOUT):
+                    return await self._count(user_id)
+            except TimeoutError:  # a stalled store lets the message through, as errors do
+                return None
 
     async def _count(self, user_id: int) -> int | None:
         window = int(time.time() // WINDOW_SECONDS)

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.models import Conversation, LlmCall, Message, utcnow
 from app.services.coach.routing_model import domain_hits, tokens
-from app.services.coach.store import claim_lifetime
+from app.services.coach.store import CLAIMED_AT, claim_lifetime
 from app.services.llm import LLMGateway, LLMUnavailable
 from app.settings import Settings
 
@@ -300,7 +300,7 @@ class MemoryKeeper:
         return select(func.min(Message.reply_to)).where(
             Message.conversation_id == conversation_id,
             Message.status.in_(("pending", "streaming")),
-            func.coalesce(Message.claimed_at, Message.created_at) >= live_since,
+            live_since <= CLAIMED_AT,
         )
 
     async def _fold(self, fold: Fold) -> bool:

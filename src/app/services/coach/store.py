@@ -28,6 +28,10 @@ def claim_lifetime(llm_total_timeout: float, db_pool_timeout: float) -> timedelt
     return max(DEFAULT_CLAIM_LIFETIME, timedelta(seconds=2 * live))
 
 
+# `claimed_at()` in SQL, for the queries that tell a live claim from a stale one.
+CLAIMED_AT = func.coalesce(Message.claimed_at, Message.created_at)
+
+
 def claimed_at(m: Message) -> datetime:
     """When the reply was claimed; a claim from before `claimed_at` existed dates from the
     reply's creation (aware, UTC: the columns are DateTimeUTC)."""
@@ -160,7 +164,7 @@ class CoachStore:
             Message.status == "pending",
             and_(
                 Message.status == "streaming",
-                func.coalesce(Message.claimed_at, Message.created_at) < expired,  # `claimed_at()`
+                expired > CLAIMED_AT,
             ),
         )
         async with self.sessions() as s:
